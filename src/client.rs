@@ -1,0 +1,1 @@
+//! The reference client: one request, stop, and the `bench` load generator.

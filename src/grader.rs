@@ -1,0 +1,1 @@
+//! The black-box grader: sandbox, checks, reports, rubric and batches.

@@ -1,0 +1,1 @@
+//! The reference time server: inline, thread-per-request and pool modes.
