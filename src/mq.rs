@@ -23,13 +23,22 @@ pub const RECEIVE_BUFFER: usize = 65_536;
 pub enum MqError {
     /// `msgget` found no queue with this key (`ENOENT`).
     #[error("no message queue with key {key}")]
-    NotFound { key: i32 },
+    NotFound {
+        /// The key asked for.
+        key: i32,
+    },
     /// `IPC_EXCL` was asked and a queue with this key already exists (`EEXIST`).
     #[error("a message queue with key {key} already exists")]
-    AlreadyExists { key: i32 },
+    AlreadyExists {
+        /// The key asked for.
+        key: i32,
+    },
     /// The queue's permissions refuse this process (`EACCES`/`EPERM`).
     #[error("permission denied on message queue ({op})")]
-    PermissionDenied { op: &'static str },
+    PermissionDenied {
+        /// The call refused.
+        op: &'static str,
+    },
     /// The queue was removed, before or while this call waited (`EIDRM`, or `EINVAL` on an id
     /// that no longer exists).
     #[error("the message queue was removed")]
@@ -40,7 +49,12 @@ pub enum MqError {
     /// The text is longer than the queue accepts (`EINVAL` from `msgsnd` with a size over
     /// `msgmax`, or larger than the caller's limit).
     #[error("message of {len} bytes is too big (limit {limit})")]
-    TooBig { len: usize, limit: usize },
+    TooBig {
+        /// Length of the text.
+        len: usize,
+        /// The largest accepted.
+        limit: usize,
+    },
     /// The queue is full and the caller asked not to wait (`EAGAIN` on send).
     #[error("the message queue is full")]
     Full,
@@ -49,11 +63,16 @@ pub enum MqError {
     NoMessage,
     /// A message type outside `1..=i64::MAX` was given to `send`.
     #[error("invalid message type {mtype}: types start at 1")]
-    InvalidType { mtype: i64 },
+    InvalidType {
+        /// The type given.
+        mtype: i64,
+    },
     /// Any other failure, with the call that failed.
     #[error("{op} failed: {source}")]
     Os {
+        /// The call that failed.
         op: &'static str,
+        /// The system's error.
         #[source]
         source: io::Error,
     },

@@ -37,26 +37,44 @@ pub enum Malformed {
     Empty,
     /// The request text is longer than any pid.
     #[error("request of {len} bytes is too long for a pid")]
-    TooLong { len: usize },
+    TooLong {
+        /// Its length.
+        len: usize,
+    },
     /// The request text is not a decimal number.
     #[error("request text {text:?} is not a decimal pid")]
-    NotANumber { text: String },
+    NotANumber {
+        /// The text (at most 40 characters of it).
+        text: String,
+    },
     /// The pid is zero, negative, or so large that pid + 3 overflows a C int type.
     #[error("pid {pid} is out of range 1..={MAX_PID}")]
-    PidOutOfRange { pid: String },
+    PidOutOfRange {
+        /// The pid as written.
+        pid: String,
+    },
     /// A stop message that carries text (the handout's stop is empty); still honoured.
     #[error("stop message carries {len} bytes of text (expected none)")]
-    StopWithText { len: usize },
+    StopWithText {
+        /// Length of the text.
+        len: usize,
+    },
     /// A type the protocol does not define for messages to the server.
     #[error("message type {mtype} is not a request (1) or a stop (2)")]
-    UnknownType { mtype: i64 },
+    UnknownType {
+        /// The type received.
+        mtype: i64,
+    },
 }
 
 /// What the server makes of one message it received.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Incoming {
     /// A date/time request from the client with this pid.
-    Request { pid: i64 },
+    Request {
+        /// The client's pid.
+        pid: i64,
+    },
     /// The stop message.
     Stop,
     /// Something else, with the reason.

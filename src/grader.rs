@@ -1,1 +1,0 @@
-//! The black-box grader: sandbox, checks, reports, rubric and batches.

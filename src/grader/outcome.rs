@@ -1,0 +1,295 @@
+//! What grading produces, as data: stages, check ids, each check's outcome with its feedback,
+//! and the events the runner emits for the reporters to consume.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// The two stages of Exercise 2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stage {
+    /// Stage 1: a new thread per request.
+    Spawn,
+    /// Stage 2: a thread pool.
+    Pool,
+}
+
+impl Stage {
+    /// Both stages, in the handout's order.
+    pub const ALL: [Stage; 2] = [Stage::Spawn, Stage::Pool];
+
+    /// The stage's name on the command line and in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Spawn => "spawn",
+            Stage::Pool => "pool",
+        }
+    }
+
+    /// The checks that grade this stage, in the order they run and are reported.
+    pub fn checks(self) -> &'static [CheckId] {
+        use CheckId::*;
+        match self {
+            Stage::Spawn => &[
+                Starts,
+                Reply,
+                Routing,
+                NoTheft,
+                Concurrency,
+                Spawn,
+                Robustness,
+                Termination,
+                Drain,
+                Cleanup,
+            ],
+            Stage::Pool => &[
+                Starts,
+                Reply,
+                Routing,
+                NoTheft,
+                Concurrency,
+                PoolBounded,
+                PoolReuse,
+                Robustness,
+                Termination,
+                Drain,
+                Cleanup,
+            ],
+        }
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Stage {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "spawn" => Ok(Stage::Spawn),
+            "pool" => Ok(Stage::Pool),
+            other => Err(format!("unknown stage {other:?} (expected spawn or pool)")),
+        }
+    }
+}
+
+/// The fixed ids of the check catalogue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CheckId {
+    /// The server creates the queue within a deadline.
+    Starts,
+    /// One client gets exactly one reply of type pid+3 reading as the current date and time.
+    Reply,
+    /// Concurrent clients each get exactly their own reply.
+    Routing,
+    /// A client that reads late still gets its reply.
+    NoTheft,
+    /// With a work delay, concurrent requests are served in parallel.
+    Concurrency,
+    /// Stage spawn: live threads rise with concurrent load.
+    Spawn,
+    /// Stage pool: serving threads stay bounded by the pool size; service comes in waves.
+    PoolBounded,
+    /// Stage pool: the same threads serve successive bursts.
+    PoolReuse,
+    /// Malformed requests neither crash nor stall the server.
+    Robustness,
+    /// An empty type-2 message stops the server with exit status 0.
+    Termination,
+    /// Requests accepted before the stop still get their replies.
+    Drain,
+    /// The queue is gone once the server has stopped.
+    Cleanup,
+}
+
+impl CheckId {
+    /// Every check id.
+    pub const ALL: [CheckId; 12] = [
+        CheckId::Starts,
+        CheckId::Reply,
+        CheckId::Routing,
+        CheckId::NoTheft,
+        CheckId::Concurrency,
+        CheckId::Spawn,
+        CheckId::PoolBounded,
+        CheckId::PoolReuse,
+        CheckId::Robustness,
+        CheckId::Termination,
+        CheckId::Drain,
+        CheckId::Cleanup,
+    ];
+
+    /// The check's id, as in reports and rubrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckId::Starts => "starts",
+            CheckId::Reply => "reply",
+            CheckId::Routing => "routing",
+            CheckId::NoTheft => "no-theft",
+            CheckId::Concurrency => "concurrency",
+            CheckId::Spawn => "spawn",
+            CheckId::PoolBounded => "pool-bounded",
+            CheckId::PoolReuse => "pool-reuse",
+            CheckId::Robustness => "robustness",
+            CheckId::Termination => "termination",
+            CheckId::Drain => "drain",
+            CheckId::Cleanup => "cleanup",
+        }
+    }
+
+    /// A one-line description of what the check shows.
+    pub fn title(self) -> &'static str {
+        match self {
+            CheckId::Starts => "the server creates the queue with the key within a deadline",
+            CheckId::Reply => "one client gets exactly one reply of type pid+3 with the current date and time",
+            CheckId::Routing => "concurrent clients each get exactly their own reply",
+            CheckId::NoTheft => "a client that reads its reply late still gets it",
+            CheckId::Concurrency => "concurrent requests are served in parallel",
+            CheckId::Spawn => "a new thread serves each request",
+            CheckId::PoolBounded => "serving threads stay bounded by the pool size",
+            CheckId::PoolReuse => "the same threads serve successive bursts",
+            CheckId::Robustness => "malformed requests neither crash nor stall the server",
+            CheckId::Termination => "an empty type-2 message stops the server with status 0",
+            CheckId::Drain => "requests accepted before the stop still get replies",
+            CheckId::Cleanup => "the queue is gone once the server has stopped",
+        }
+    }
+}
+
+impl fmt::Display for CheckId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for CheckId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        CheckId::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| format!("unknown check id {s:?}"))
+    }
+}
+
+/// A check's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// The server showed the behaviour.
+    Passed,
+    /// It did not, or could not be observed doing so.
+    Failed,
+}
+
+/// One check's result, with feedback a student can act on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    /// Which check.
+    pub id: CheckId,
+    /// The verdict.
+    pub status: Status,
+    /// What the check did.
+    pub did: String,
+    /// What it expected to see.
+    pub expected: String,
+    /// What it observed.
+    pub observed: String,
+    /// A hint to act on (failed checks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+    /// Wall time of the check, in seconds.
+    pub seconds: f64,
+    /// The end of what the server printed, when it helps (failed checks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_output: Option<String>,
+}
+
+impl Outcome {
+    /// Whether the check passed.
+    pub fn passed(&self) -> bool {
+        self.status == Status::Passed
+    }
+
+    /// The feedback as plain text: did, expected, observed, hint, server output.
+    pub fn feedback(&self) -> String {
+        let mut text = format!(
+            "Did: {}\nExpected: {}\nObserved: {}",
+            self.did, self.expected, self.observed
+        );
+        if let Some(hint) = &self.hint {
+            text.push_str("\nHint: ");
+            text.push_str(hint);
+        }
+        if let Some(out) = &self.server_output {
+            if !out.trim().is_empty() {
+                text.push_str("\nServer output (end):\n");
+                text.push_str(out);
+            }
+        }
+        text
+    }
+}
+
+/// All the outcomes of one stage of one submission.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageReport {
+    /// The submission's name (its folder name).
+    pub submission: String,
+    /// The stage graded.
+    pub stage: Stage,
+    /// The command that ran the server.
+    pub command: Vec<String>,
+    /// One outcome per check, in catalogue order.
+    pub outcomes: Vec<Outcome>,
+    /// Wall time of the whole stage, in seconds.
+    pub seconds: f64,
+}
+
+impl StageReport {
+    /// Whether every check passed.
+    pub fn all_passed(&self) -> bool {
+        self.outcomes.iter().all(Outcome::passed)
+    }
+
+    /// How many checks passed.
+    pub fn passed_count(&self) -> usize {
+        self.outcomes.iter().filter(|o| o.passed()).count()
+    }
+}
+
+/// What the runner tells the reporters, as grading goes (cargo-nextest style: the runner
+/// produces events; human, JSON and file reporters consume them separately).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum Event {
+    /// A stage of a submission starts.
+    StageStarted {
+        /// Submission name.
+        submission: String,
+        /// Stage.
+        stage: Stage,
+        /// Checks that will run.
+        checks: Vec<CheckId>,
+    },
+    /// A check finished.
+    CheckFinished {
+        /// Submission name.
+        submission: String,
+        /// Stage.
+        stage: Stage,
+        /// Its outcome.
+        outcome: Outcome,
+    },
+    /// A stage finished.
+    StageFinished {
+        /// The whole stage's report.
+        report: StageReport,
+    },
+}

@@ -1,0 +1,124 @@
+//! The system under test: how a server is described ([`LaunchSpec`]), started ([`Launcher`])
+//! and watched or stopped ([`Sut`]), whatever runs it: a native sandbox or a container agent.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Resource limits applied to the server and everything it starts.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Most processes and threads the server may have at once (`RLIMIT_NPROC` for its uid).
+    pub max_processes: u64,
+    /// Most address space per process, in MiB (`RLIMIT_AS`).
+    pub max_memory_mib: u64,
+    /// Most CPU time per process, in seconds (`RLIMIT_CPU`).
+    pub max_cpu_secs: u64,
+    /// Most bytes of the server's output (stdout and stderr) kept for feedback; the rest is
+    /// read and dropped so a chatty server never blocks or fills the disk.
+    pub max_output_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_processes: 256,
+            max_memory_mib: 2048,
+            max_cpu_secs: 60,
+            max_output_bytes: 16 * 1024,
+        }
+    }
+}
+
+/// Everything needed to start one server.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LaunchSpec {
+    /// Working directory of the server: the submission folder.
+    pub dir: PathBuf,
+    /// Program and arguments, for example `["python3", "server_pool.py"]`.
+    pub command: Vec<String>,
+    /// Extra environment (`TIMESERVER_DELAY`, `TIMESERVER_WORKERS`).
+    pub env: Vec<(String, String)>,
+    /// Resource limits.
+    pub limits: Limits,
+}
+
+/// How a server process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Exit {
+    /// It exited with this status.
+    Code(i32),
+    /// A signal killed it.
+    Signal(i32),
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Exit::Code(c) => write!(f, "exit status {c}"),
+            Exit::Signal(9) => write!(f, "killed by SIGKILL (9)"),
+            Exit::Signal(s) => write!(f, "killed by signal {s}"),
+        }
+    }
+}
+
+/// Why a server could not be started at all.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    /// The submission folder does not exist or is not a folder.
+    #[error("submission folder {0} does not exist")]
+    NoSuchDir(PathBuf),
+    /// The command is empty.
+    #[error("no command to run")]
+    EmptyCommand,
+    /// The program could not be found or executed.
+    #[error("cannot run {program}: {reason}")]
+    Spawn {
+        /// The program that failed.
+        program: String,
+        /// What the system said.
+        reason: String,
+    },
+    /// The isolation (namespaces, limits, agent) could not be set up.
+    #[error("cannot isolate the server: {0}")]
+    Isolation(String),
+}
+
+/// A running (or ended) server. Dropping it kills everything it started.
+pub trait Sut: Send {
+    /// The server's main process, as this process's `/proc` names it.
+    fn pid(&self) -> u32;
+    /// A process that every process of the server descends from (a sandbox init or an
+    /// agent): the root of the tree whose threads are counted. Itself not counted.
+    fn tree_root(&self) -> u32;
+    /// How the main process ended, if it has.
+    fn poll_exit(&mut self) -> Option<Exit>;
+    /// Kills the server and every process it started, and waits for them to go.
+    fn kill_all(&mut self);
+    /// The last bytes of what the server printed (stdout and stderr, interleaved).
+    fn output_tail(&self) -> String;
+
+    /// Waits up to `timeout` for the main process to end.
+    fn wait_exit(&mut self, timeout: Duration) -> Option<Exit> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(exit) = self.poll_exit() {
+                return Some(exit);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+/// Starts servers in some isolation. The launcher also decides where the probing clients run:
+/// they must share the server's IPC namespace.
+pub trait Launcher: Send + Sync {
+    /// Starts one server as `spec` says.
+    fn launch(&self, spec: &LaunchSpec) -> Result<Box<dyn Sut>, LaunchError>;
+    /// Removes every message queue left in the server's IPC namespace after a check, and
+    /// returns how many there were. A launcher whose namespace dies with the check returns 0.
+    fn sweep_queues(&self) -> usize;
+}
