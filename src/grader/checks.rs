@@ -1,1 +1,1103 @@
-//! (to be written)
+//! The check catalogue: one function per check id. Each starts a fresh server through a
+//! [`Launcher`], probes it over the queue and through `/proc`, stops it, and returns an
+//! [`Outcome`] that says what it did, what it expected, what it observed, and a hint.
+//!
+//! Timing rules hold on a loaded machine: load only delays replies, so a check never
+//! passes because a reply came *early*, and every "fast enough" bound keeps a wide margin
+//! (at least one work delay plus a second and a half).
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use super::outcome::{CheckId, Outcome, Stage, Status};
+use super::probe::{self, Got, Pids};
+use super::procfs::ThreadSampler;
+use super::sut::{Exit, LaunchSpec, Launcher, Sut};
+use crate::mq::{self, MessageQueue, Wait};
+use crate::protocol;
+
+/// The knobs of one stage's checks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckParams {
+    /// The stage graded.
+    pub stage: Stage,
+    /// The queue key the server must create (666).
+    pub key: i32,
+    /// The work delay (seconds) given to the server as `TIMESERVER_DELAY` in the
+    /// delay-based checks; other checks give it 0 (routing gives a quarter of it).
+    pub delay: f64,
+    /// The pool size given as `TIMESERVER_WORKERS` (at least 2).
+    pub workers: usize,
+    /// Concurrent clients of the routing check.
+    pub clients: usize,
+    /// How long a server may take to create its queue.
+    pub start_timeout: Duration,
+    /// How long a server may take to exit after the stop message.
+    pub stop_timeout: Duration,
+    /// The program to run as a real client process (`poolgrade __client`); `None` makes the
+    /// reply check use an in-process client instead.
+    pub client_exe: Option<std::path::PathBuf>,
+}
+
+impl CheckParams {
+    /// Defaults for a stage: delay 0.4 s, 3 workers, 24 clients, 5 s deadlines.
+    pub fn new(stage: Stage) -> Self {
+        Self {
+            stage,
+            key: protocol::DEFAULT_KEY,
+            delay: 0.4,
+            workers: 3,
+            clients: 24,
+            start_timeout: Duration::from_secs(5),
+            stop_timeout: Duration::from_secs(5),
+            client_exe: None,
+        }
+    }
+}
+
+/// Builds outcomes with the check's id and timing filled in.
+struct Report {
+    id: CheckId,
+    began: Instant,
+    did: String,
+}
+
+impl Report {
+    fn new(id: CheckId, did: impl Into<String>) -> Self {
+        Self {
+            id,
+            began: Instant::now(),
+            did: did.into(),
+        }
+    }
+
+    fn pass(&self, expected: impl Into<String>, observed: impl Into<String>) -> Outcome {
+        Outcome {
+            id: self.id,
+            status: Status::Passed,
+            did: self.did.clone(),
+            expected: expected.into(),
+            observed: observed.into(),
+            hint: None,
+            seconds: self.began.elapsed().as_secs_f64(),
+            server_output: None,
+        }
+    }
+
+    fn fail(
+        &self,
+        expected: impl Into<String>,
+        observed: impl Into<String>,
+        hint: impl Into<String>,
+        server: Option<&dyn Sut>,
+    ) -> Outcome {
+        Outcome {
+            id: self.id,
+            status: Status::Failed,
+            did: self.did.clone(),
+            expected: expected.into(),
+            observed: observed.into(),
+            hint: Some(hint.into()),
+            seconds: self.began.elapsed().as_secs_f64(),
+            server_output: server
+                .map(|s| s.output_tail())
+                .filter(|t| !t.trim().is_empty()),
+        }
+    }
+}
+
+/// A started server with its queue.
+struct Running {
+    sut: Box<dyn Sut>,
+    queue: MessageQueue,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.sut.kill_all();
+    }
+}
+
+/// Why a server did not come up, as an observation and a hint.
+struct NotStarted {
+    observed: String,
+    hint: String,
+    sut: Option<Box<dyn Sut>>,
+}
+
+fn spec_with(base: &LaunchSpec, delay: f64, workers: usize) -> LaunchSpec {
+    let mut spec = base.clone();
+    spec.env
+        .retain(|(k, _)| k != "TIMESERVER_DELAY" && k != "TIMESERVER_WORKERS");
+    spec.env
+        .push(("TIMESERVER_DELAY".into(), format!("{delay}")));
+    spec.env
+        .push(("TIMESERVER_WORKERS".into(), workers.to_string()));
+    spec
+}
+
+/// Starts a server and waits for its queue. A server that exits first, or never creates the
+/// key, is reported with what the namespace shows instead.
+fn start(
+    launcher: &dyn Launcher,
+    base: &LaunchSpec,
+    p: &CheckParams,
+    delay: f64,
+) -> Result<(Running, Duration), NotStarted> {
+    let spec = spec_with(base, delay, p.workers);
+    let began = Instant::now();
+    let mut sut = launcher.launch(&spec).map_err(|e| NotStarted {
+        observed: format!("the server could not be started: {e}"),
+        hint: "check the file name and the command in the submission contract".into(),
+        sut: None,
+    })?;
+    let deadline = began + p.start_timeout;
+    loop {
+        if let Ok(queue) = MessageQueue::open(p.key) {
+            return Ok((Running { sut, queue }, began.elapsed()));
+        }
+        if let Some(exit) = sut.poll_exit() {
+            // It may have created the queue just before exiting.
+            if let Ok(queue) = MessageQueue::open(p.key) {
+                return Ok((Running { sut, queue }, began.elapsed()));
+            }
+            return Err(NotStarted {
+                observed: format!("the server ended ({exit}) without creating queue {}", p.key),
+                hint: "run the server by hand and read its error (see the server output below)"
+                    .into(),
+                sut: Some(sut),
+            });
+        }
+        if Instant::now() >= deadline {
+            let others: Vec<String> = mq::list_queues()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|q| q.key != p.key)
+                .map(|q| format!("{} (0x{:x})", q.key, q.key))
+                .collect();
+            let (observed, hint) = if others.is_empty() {
+                (
+                    format!(
+                        "no queue with key {} after {:.1} s, and no other queue either",
+                        p.key,
+                        p.start_timeout.as_secs_f64()
+                    ),
+                    format!(
+                        "create the queue first thing: sysv_ipc.MessageQueue({}, sysv_ipc.IPC_CREAT)",
+                        p.key
+                    ),
+                )
+            } else {
+                (
+                    format!(
+                        "no queue with key {} after {:.1} s, but a queue with key {} appeared",
+                        p.key,
+                        p.start_timeout.as_secs_f64(),
+                        others.join(", ")
+                    ),
+                    format!("the key must be {} (as in the handout's client)", p.key),
+                )
+            };
+            return Err(NotStarted {
+                observed,
+                hint,
+                sut: Some(sut),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Runs check `id` against a fresh server described by `base`, and stops it.
+pub fn run_check(
+    id: CheckId,
+    launcher: &dyn Launcher,
+    base: &LaunchSpec,
+    p: &CheckParams,
+) -> Outcome {
+    let outcome = match id {
+        CheckId::Starts => starts(launcher, base, p),
+        CheckId::Reply => reply(launcher, base, p),
+        CheckId::Routing => routing(launcher, base, p),
+        CheckId::NoTheft => no_theft(launcher, base, p),
+        CheckId::Concurrency => concurrency(launcher, base, p),
+        CheckId::Spawn => spawn(launcher, base, p),
+        CheckId::PoolBounded => pool_bounded(launcher, base, p),
+        CheckId::PoolReuse => pool_reuse(launcher, base, p),
+        CheckId::Robustness => robustness(launcher, base, p),
+        CheckId::Termination => termination(launcher, base, p),
+        CheckId::Drain => drain(launcher, base, p),
+        CheckId::Cleanup => cleanup(launcher, base, p),
+    };
+    launcher.sweep_queues();
+    outcome
+}
+
+/// The outcome of a check whose server never came up.
+fn not_started(r: &Report, expected: &str, ns: NotStarted) -> Outcome {
+    let mut o = r.fail(
+        expected,
+        format!("{} (see the `starts` check)", ns.observed),
+        ns.hint,
+        ns.sut.as_deref(),
+    );
+    if let Some(mut sut) = ns.sut {
+        sut.kill_all();
+        o.server_output = Some(sut.output_tail()).filter(|t| !t.trim().is_empty());
+    }
+    o
+}
+
+fn starts(launcher: &dyn Launcher, base: &LaunchSpec, p: &CheckParams) -> Outcome {
+    let r = Report::new(
+        CheckId::Starts,
+        format!(
+            "started `{}` and watched for queue {}",
+            base.command.join(" "),
+            p.key
+        ),
+    );
+    let expected = format!(
+        "queue {} exists within {:.1} s",
+        p.key,
+        p.start_timeout.as_secs_f64()
+    );
+    match start(launcher, base, p, 0.0) {
+        Ok((_running, after)) => r.pass(
+            expected,
+            format!(
+                "queue {} appeared after {:.2} s",
+                p.key,
+                after.as_secs_f64()
+            ),
+        ),
+        Err(ns) => {
+            let observed = ns.observed.clone();
+            let mut o = not_started(&r, &expected, ns);
+            o.observed = observed;
+            o
+        }
+    }
+}
+
+fn describe_strays(stray: &[mq::Message], pid: Option<i64>) -> String {
+    if stray.is_empty() {
+        return "nothing else was in the queue".into();
+    }
+    let types: BTreeSet<i64> = stray.iter().map(|m| m.mtype).collect();
+    let mut text = format!(
+        "{} message(s) left in the queue, of type(s) {:?}",
+        stray.len(),
+        types
+    );
+    if let Some(pid) = pid {
+        if types.contains(&pid) {
+            text.push_str(&format!(
+                " — type {pid} is the client's pid itself, not pid+3"
+            ));
+        }
+    }
+    text
+}
+
+fn reply(launcher: &dyn Launcher, base: &LaunchSpec, p: &CheckParams) -> Outcome {
+    let r = Report::new(
+        CheckId::Reply,
+        "one client sent its pid (type 1) and waited, blocked, for type pid+3",
+    );
+    let expected = "exactly one reply of type pid+3 whose text is the current date and time";
+    let (mut running, _) = match start(launcher, base, p, 0.0) {
+        Ok(s) => s,
+        Err(ns) => return not_started(&r, expected, ns),
+    };
+    let timeout = p.start_timeout;
+    let (pid, got) = match &p.client_exe {
+        Some(exe) => match real_client(exe, p.key, timeout) {
+            Ok(x) => x,
+            Err(e) => {
+                return r.fail(
+                    expected,
+                    format!("the client process failed: {e}"),
+                    "this is a grader problem, not yours: report it",
+                    Some(running.sut.as_ref()),
+                )
+            }
+        },
+        None => {
+            let pid = Pids::new().take();
+            match probe::request(running.queue, pid) {
+                Ok(mut pending) => (pid, pending.wait_until(Instant::now() + timeout)),
+                Err(e) => (pid, Got::Failed(e.to_string())),
+            }
+        }
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let stray = probe::drain_queue(running.queue);
+    let dup = stray
+        .iter()
+        .filter(|m| Some(m.mtype) == protocol::reply_type(pid))
+        .count();
+    match got {
+        Got::Reply { message, latency } => {
+            let text = String::from_utf8_lossy(&message.body).to_string();
+            if dup > 0 {
+                return r.fail(
+                    expected,
+                    format!("{} more repl(ies) of type pid+3 followed the first", dup),
+                    "send exactly one reply per request",
+                    Some(running.sut.as_ref()),
+                );
+            }
+            if !protocol::is_current_datetime(&text, 300) {
+                return r.fail(
+                    expected,
+                    format!("the reply came, but its text {text:?} does not read as the current date and time"),
+                    "reply with time.ctime() or str(datetime.datetime.now()), encoded",
+                    Some(running.sut.as_ref()),
+                );
+            }
+            r.pass(
+                expected,
+                format!(
+                    "reply {text:?} of type {} after {:.0} ms",
+                    message.mtype,
+                    latency.as_secs_f64() * 1000.0
+                ),
+            )
+        }
+        Got::Nothing => {
+            let alive = running.sut.poll_exit();
+            let mut observed = format!(
+                "no reply of type pid+3 = {} within {:.1} s; {}",
+                pid + protocol::REPLY_OFFSET,
+                timeout.as_secs_f64(),
+                describe_strays(&stray, Some(pid))
+            );
+            if let Some(exit) = alive {
+                observed.push_str(&format!("; the server ended ({exit})"));
+            }
+            r.fail(
+                expected,
+                observed,
+                "reply with mq.send(text, type=pid + 3), where pid is the number in the request",
+                Some(running.sut.as_ref()),
+            )
+        }
+        Got::Failed(e) => {
+            let _ = running.sut.poll_exit();
+            r.fail(
+                expected,
+                format!("the client's receive failed: {e}"),
+                "do not remove the queue while clients wait for replies",
+                Some(running.sut.as_ref()),
+            )
+        }
+    }
+}
+
+/// Runs `exe __client` as a real client process: it sends its own pid and blocks for the
+/// reply. Returns the client's pid and what it got.
+fn real_client(exe: &std::path::Path, key: i32, timeout: Duration) -> Result<(i64, Got), String> {
+    let out = std::process::Command::new(exe)
+        .args([
+            "__client",
+            "--key",
+            &key.to_string(),
+            "--timeout",
+            &format!("{}", timeout.as_secs_f64()),
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| e.to_string())?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("bad client output: {e}"))?;
+    let pid = v["pid"].as_i64().ok_or("client reported no pid")?;
+    let got = match v["outcome"].as_str() {
+        Some("reply") => Got::Reply {
+            message: mq::Message {
+                mtype: v["mtype"].as_i64().unwrap_or(0),
+                body: v["text"].as_str().unwrap_or_default().as_bytes().to_vec(),
+                truncated: false,
+            },
+            latency: Duration::from_secs_f64(v["seconds"].as_f64().unwrap_or(0.0)),
+        },
+        Some("nothing") => Got::Nothing,
+        _ => Got::Failed(v["error"].as_str().unwrap_or("unknown").to_string()),
+    };
+    Ok((pid, got))
+}
+
+/// The body of `poolgrade __client`: a real client process. It sends its own pid, waits
+/// blocked for pid+3 up to `timeout`, and prints one JSON object. Returns the exit code.
+pub fn client_main(key: i32, timeout: Duration) -> i32 {
+    let pid = std::process::id() as i64;
+    let print = |v: serde_json::Value| println!("{v}");
+    let queue = match MessageQueue::open(key) {
+        Ok(q) => q,
+        Err(e) => {
+            print(serde_json::json!({"pid": pid, "outcome": "error", "error": e.to_string()}));
+            return 1;
+        }
+    };
+    let mut pending = match probe::request(queue, pid) {
+        Ok(p) => p,
+        Err(e) => {
+            print(serde_json::json!({"pid": pid, "outcome": "error", "error": e.to_string()}));
+            return 1;
+        }
+    };
+    match pending.wait_until(Instant::now() + timeout) {
+        Got::Reply { message, latency } => {
+            print(serde_json::json!({
+                "pid": pid, "outcome": "reply", "mtype": message.mtype,
+                "text": String::from_utf8_lossy(&message.body), "seconds": latency.as_secs_f64()
+            }));
+            0
+        }
+        Got::Nothing => {
+            print(serde_json::json!({"pid": pid, "outcome": "nothing"}));
+            1
+        }
+        Got::Failed(e) => {
+            print(serde_json::json!({"pid": pid, "outcome": "error", "error": e}));
+            1
+        }
+    }
+}
+
+/// Summarises a burst: how many got a reply, and the sorted latencies.
+fn tally(got: &[Got]) -> (usize, Vec<Duration>) {
+    let mut lat: Vec<Duration> = got.iter().filter_map(|g| g.reply().map(|r| r.1)).collect();
+    lat.sort();
+    (lat.len(), lat)
+}
+
+fn waves_of(n: usize, workers: usize) -> usize {
+    n.div_ceil(workers.max(1))
+}
+
+fn routing(launcher: &dyn Launcher, base: &LaunchSpec, p: &CheckParams) -> Outcome {
+    let n = p.clients;
+    let delay = p.delay / 4.0;
+    let r = Report::new(
+        CheckId::Routing,
+        format!("{n} clients with distinct pids sent requests at once (TIMESERVER_DELAY={delay})"),
+    );
+    let expected =
+        "each client gets exactly one reply, of its own type pid+3; nothing else left in the queue";
+    let (mut running, _) = match start(launcher, base, p, delay) {
+        Ok(s) => s,
+        Err(ns) => return not_started(&r, expected, ns),
+    };
+    let mut pids = Pids::new();
+    let mut pending = match probe::burst(running.queue, &mut pids, n) {
+        Ok(x) => x,
+        Err(e) => {
+            return r.fail(
+                expected,
+                format!("sending the requests failed: {e}"),
+                "keep the queue open while serving",
+                Some(running.sut.as_ref()),
+            )
+        }
+    };
+    let budget = Duration::from_secs_f64(waves_of(n, 1) as f64 * delay) + p.start_timeout;
+    let got = probe::collect(&mut pending, Instant::now() + budget);
+    std::thread::sleep(Duration::from_millis(300));
+    let stray = probe::drain_queue(running.queue);
+    let ours: BTreeSet<i64> = pending
+        .iter()
+        .map(|x| x.pid + protocol::REPLY_OFFSET)
+        .collect();
+    let duplicates = stray.iter().filter(|m| ours.contains(&m.mtype)).count();
+    let (served, _) = tally(&got);
+    let exit = running.sut.poll_exit();
+    if served == n && stray.is_empty() {
+        return r.pass(
+            expected,
+            format!("all {n} clients got their own reply; queue left empty"),
+        );
+    }
+    let mut observed = format!("{served} of {n} clients got a reply");
+    if duplicates > 0 {
+        observed.push_str(&format!(
+            "; {duplicates} extra repl(ies) to our clients were left in the queue (some clients got more than one, others none)"
+        ));
+    }
+    let others = stray.len() - duplicates;
+    if others > 0 {
+        observed.push_str(&format!("; {}", describe_strays(&stray, None)));
+    }
+    if let Some(exit) = exit {
+        observed.push_str(&format!("; the server ended ({exit})"));
+    }
+    let hint = if duplicates > 0 {
+        "each worker must use the pid of its own request: pass it as an argument to the thread or task, not through a shared variable"
+    } else {
+        "reply to every request with type int(pid) + 3, from the thread that serves it"
+    };
+    r.fail(expected, observed, hint, Some(running.sut.as_ref()))
+}
+
+fn no_theft(launcher: &dyn Launcher, base: &LaunchSpec, p: &CheckParams) -> Outcome {
+    let k = 3;
+    let r = Report::new(
+        CheckId::NoTheft,
+        format!("{k} clients sent requests but started reading only after the replies were sent"),
+    );
+    let expected = "the replies wait in the queue until their clients read them";
+    let (mut running, _) = match start(launcher, base, p, 0.0) {
+        Ok(s) => s,
+        Err(ns) => return not_started(&r, expected, ns),
+    };
+    let mut pids = Pids::new();
+    let me = std::process::id() as i32;
+    let chosen: Vec<i64> = (0..k).map(|_| pids.take()).collect();
+    for pid in &chosen {
+        if let Err(e) = running.queue.send(
+            protocol::REQUEST_TYPE,
+            &protocol::request_body(*pid),
+            Wait::NoWait,
+        ) {
+            return r.fail(
+                expected,
+                format!("sending failed: {e}"),
+                "keep the queue open while serving",
+                Some(running.sut.as_ref()),
+            );
+        }
+    }
+    // Wait until the server has replied to all (k replies sit in the queue), or give up.
+    let deadline = Instant::now() + p.start_timeout;
+    while Instant::now() < deadline {
+        match running.queue.stat() {
+            Ok(s) if s.messages >= k as u64 && s.last_send_pid != me => break,
+            Ok(_) => std::thread::sleep(Duration::from_millis(5)),
+            Err(_) => break,
+        }
+    }
+    // Give a thief every chance to take them.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut got = 0;
+    for pid in &chosen {
+        let mut w = probe::start_waiter(running.queue, *pid);
+        if w.wait_until(Instant::now() + Duration::from_millis(700))
+            .reply()
+            .is_some()
+        {
+            got += 1;
+        }
+    }
+    if got == k {
+        return r.pass(expected, format!("all {k} late readers got their replies"));
+    }
+    let exit = running.sut.poll_exit();
+    let mut observed = format!("only {got} of {k} late readers got a reply");
+    if let Some(exit) = exit {
+        observed.push_str(&format!("; the server ended ({exit})"));
+    }
+    r.fail(
+        expected,
+        observed,
+        "the server must receive only requests and stops: use mq.receive(type=-2) (or type=1 and type=2 separately); type=0 also takes replies meant for clients",
+        Some(running.sut.as_ref()),
+    )
+}
+
+fn concurrency(launcher: &dyn Launcher, base: &LaunchSpec, p: &CheckParams) -> Outcome {
+    let n = 2 * p.workers + 2;
+    let d = p.delay;
+    let r = Report::new(
+        CheckId::Concurrency,
+        format!("{n} clients sent requests at once to a server with TIMESERVER_DELAY={d}"),
+    );
+    let limit = 0.6 * n as f64 * d;
+    let expected = format!(
+        "all served in well under the {:.1} s that one-after-another service takes (at most {:.2} s)",
+        n as f64 * d,
+        limit
+    );
+    let (mut running, _) = match start(launcher, base, p, d) {
+        Ok(s) => s,
+        Err(ns) => return not_started(&r, &expected, ns),
+    };
+    let mut pids = Pids::new();
+    let began = Instant::now();
+    let mut pending = match probe::burst(running.queue, &mut pids, n) {
+        Ok(x) => x,
+        Err(e) => {
+            return r.fail(
+                &expected,
+                format!("sending failed: {e}"),
+                "keep the queue open",
+                Some(running.sut.as_ref()),
+            )
+        }
+    };
+    let got = probe::collect(
+        &mut pending,
+        began + Duration::from_secs_f64(n as f64 * d) + p.start_timeout,
+    );
+    let (served, lat) = tally(&got);
+    let total = lat.last().copied().unwrap_or_default().as_secs_f64();
+    if served == n && total <= limit {
+        return r.pass(
+            expected,
+            format!(
+                "all {n} replies within {total:.2} s (first after {:.2} s)",
+                lat[0].as_secs_f64()
+            ),
+        );
+    }
+    let exit = running.sut.poll_exit();
+    let observed = if served < n {
+        format!(
+            "only {served} of {n} replies arrived{}",
+            exit.map(|e| format!("; the server ended ({e})"))
+                .unwrap_or_default()
+        )
+    } else {
+        format!("the last of {n} replies came after {total:.2} s: requests were served one after another")
+    };
+    r.fail(
+        expected,
+        observed,
+        "serve each request in a thread (stage spawn) or submit it to the pool (stage pool), and sleep TIMESERVER_DELAY in that worker, not in the main loop",
+        Some(running.sut.as_ref()),
+    )
+}
+
+/// Waits ~150 ms with the sampler running and returns the idle thread count.
+fn idle_baseline(sampler: &ThreadSampler) -> usize {
+    sampler.reset();
+    std::thread::sleep(Duration::from_millis(150));
+    sampler.wait_samples(3, Duration::from_secs(2));
+    sampler.snapshot().peak
+}
+
+fn spawn(launcher: &dyn Launcher, base: &LaunchSpec, p: &CheckParams) -> Outcome {
+    let n = 2 * p.workers + 2;
+    let d = p.delay;
+    let need = (3 * n).div_ceil(4);
+    let r = Report::new(
+        CheckId::Spawn,
+        format!("two bursts of {n} concurrent requests (TIMESERVER_DELAY={d}), counting the server's live threads in /proc"),
+    );
+    let expected = format!(
+        "live threads rise by at least {need} under {n} concurrent requests, and the second burst is served by at least {need} new threads"
+    );
+    let (mut running, _) = match start(launcher, base, p, d) {
+        Ok(s) => s,
+        Err(ns) => return not_started(&r, &expected, ns),
+    };
+    let sampler = ThreadSampler::start(running.sut.tree_root(), Duration::from_millis(5));
+    let baseline = idle_baseline(&sampler);
+    let mut pids = Pids::new();
+    let mut seen_before: BTreeSet<_> = sampler.snapshot().distinct;
+    let mut rises = Vec::new();
+    let mut fresh = Vec::new();
+    for _ in 0..2 {
+        sampler.reset();
+        let began = Instant::now();
+        let mut pending = match probe::burst(running.queue, &mut pids, n) {
+            Ok(x) => x,
+            Err(e) => {
+                return r.fail(
+                    &expected,
+                    format!("sending failed: {e}"),
+                    "keep the queue open",
+                    Some(running.sut.as_ref()),
+                )
+            }
+        };
+        let got = probe::collect(
+            &mut pending,
+            began + Duration::from_secs_f64(n as f64 * d) + p.start_timeout,
+        );
+        sampler.wait_samples(2, Duration::from_secs(1));
+        let seen = sampler.snapshot();
+        let (served, _) = tally(&got);
+        if served < n {
+            let exit = running.sut.poll_exit();
+            return r.fail(
+                &expected,
+                format!(
+                    "only {served} of {n} replies arrived{}",
+                    exit.map(|e| format!("; the server ended ({e})"))
+                        .unwrap_or_default()
+                ),
+                "every request must be answered (see the routing and concurrency checks)",
+                Some(running.sut.as_ref()),
+            );
+        }
+        rises.push(seen.peak.saturating_sub(baseline));
+        fresh.push(seen.distinct.difference(&seen_before).count());
+        seen_before.extend(seen.distinct);
+    }
+    let observed = format!(
+        "{baseline} thread(s) when idle; under load the count rose by {} then {}; {} then {} new threads appeared",
+        rises[0], rises[1], fresh[0], fresh[1]
+    );
+    if rises.iter().all(|x| *x >= need) && fresh[1] >= need {
+        return r.pass(expected, observed);
+    }
+    let hint = if rises.iter().all(|x| *x >= need) {
+        "the second burst reused threads: stage 1 must start a new threading.Thread for every request (a pool belongs to stage 2)"
+    } else {
+        "start a new threading.Thread(target=..., args=(pid,)) for every request, and do the work (including the delay) in it"
+    };
+    r.fail(expected, observed, hint, Some(running.sut.as_ref()))
+}
+
+fn pool_bounded(launcher: &dyn Launcher, base: &LaunchSpec, p: &CheckParams) -> Outcome {
+    let w = p.workers;
+    let n = 4 * w;
+    let d = p.delay;
+    let waves = waves_of(n, w);
+    let r = Report::new(
+        CheckId::PoolBounded,
+        format!("{n} concurrent requests to a server with TIMESERVER_WORKERS={w} and TIMESERVER_DELAY={d}, counting its live threads in /proc"),
+    );
+    let late = Duration::from_secs_f64(waves as f64 * d + d + 1.5);
+    let expected = format!(
+        "live threads rise by at most {} over the idle count; at most {w} replies in the first wave (before {:.2} s); all {n} in {waves} waves (by {:.2} s)",
+        w + 1,
+        1.5 * d,
+        late.as_secs_f64()
+    );
+    let (running, _) = match start(launcher, base, p, d) {
+        Ok(s) => s,
+        Err(ns) => return not_started(&r, &expected, ns),
+    };
+    let sampler = ThreadSampler::start(running.sut.tree_root(), Duration::from_millis(5));
+    let baseline = idle_baseline(&sampler);
+    sampler.reset();
+    let mut pids = Pids::new();
+    let began = Instant::now();
+    let mut pending = match probe::burst(running.queue, &mut pids, n) {
+        Ok(x) => x,
+        Err(e) => {
+            return r.fail(
+                &expected,
+                format!("sending failed: {e}"),
+                "keep the queue open",
+                Some(running.sut.as_ref()),
+            )
+        }
+    };
+    let got = probe::collect(&mut pending, began + late + p.start_timeout);
+    sampler.wait_samples(2, Duration::from_secs(1));
+    let seen = sampler.snapshot();
+    let (served, lat) = tally(&got);
+    let rise = seen.peak.saturating_sub(baseline);
+    let first_wave = lat.iter().filter(|l| l.as_secs_f64() < 1.5 * d).count();
+    let total = lat.last().copied().unwrap_or_default();
+    let observed = format!(
+        "{baseline} thread(s) idle, peak {} under load (rise {rise}); {first_wave} replies in the first wave; {served} of {n} served, the last after {:.2} s",
+        seen.peak,
+        total.as_secs_f64()
+    );
+    let bounded = rise <= w + 1;
+    let in_waves = first_wave <= w && served == n && total <= late;
+    if bounded && in_waves {
+        return r.pass(expected, observed);
+    }
+    let hint = if !bounded {
+        format!("create the pool once, with TIMESERVER_WORKERS ({w}) workers, and submit requests to it: no new thread per request")
+    } else if first_wave > w {
+        format!("the pool serves more than TIMESERVER_WORKERS={w} requests at once: size it from the environment variable")
+    } else if served < n {
+        "some requests were never answered (see routing)".to_string()
+    } else {
+        format!("requests were served by fewer than {w} workers at a time: size the pool from TIMESERVER_WORKERS and sleep in the worker, not the main loop")
+    };
+    r.fail(expected, observed, hint, Some(running.sut.as_ref()))
+}
+
+fn pool_reuse(launcher: &dyn Launcher, base: &LaunchSpec, p: &CheckParams) -> Outcome {
+    let w = p.workers;
+    let n = 2 * w;
+    let d = p.delay;
+    let r = Report::new(
+        CheckId::PoolReuse,
+        format!("two bursts of {n} requests, one after the other (TIMESERVER_WORKERS={w}, TIMESERVER_DELAY={d}), noting which threads were alive"),
+    );
+    let expected =
+        "the second burst is served by the same threads as the first (at most 1 new thread)";
+    let (mut running, _) = match start(launcher, base, p, d) {
+        Ok(s) => s,
+        Err(ns) => return not_started(&r, expected, ns),
+    };
+    let sampler = ThreadSampler::start(running.sut.tree_root(), Duration::from_millis(5));
+    let _ = idle_baseline(&sampler);
+    let mut pids = Pids::new();
+    let mut sets = Vec::new();
+    for _ in 0..2 {
+        let began = Instant::now();
+        let mut pending = match probe::burst(running.queue, &mut pids, n) {
+            Ok(x) => x,
+            Err(e) => {
+                return r.fail(
+                    expected,
+                    format!("sending failed: {e}"),
+                    "keep the queue open",
+                    Some(running.sut.as_ref()),
+                )
+            }
+        };
+        let got = probe::collect(
+            &mut pending,
+            began + Duration::from_secs_f64(n as f64 * d) + p.start_timeout,
+        );
+        let (served, _) = tally(&got);
+        if served < n {
+            let exit = running.sut.poll_exit();
+            return r.fail(
+                expected,
+                format!(
+                    "only {served} of {n} replies arrived{}",
+                    exit.map(|e| format!("; the server ended ({e})"))
+                        .unwrap_or_default()
+                ),
+                "every request must be answered (see routing)",
+                Some(running.sut.as_ref()),
+            );
+        }
+        sampler.wait_samples(2, Duration::from_secs(1));
+        sets.push(sampler.snapshot().distinct);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let fresh = sets[1].difference(&sets[0]).count();
+    let observed = format!(
+        "{} distinct threads alive up to the end of the first burst, {fresh} new ones in the second",
+        sets[0].len()
+    );
+    if fresh <= 1 {
+        return r.pass(expected, observed);
+    }
+    r.fail(
+        expected,
+        observed,
+        "create the pool once, before the receive loop, and keep it for the server's life; do not recreate it or its workers per request (e.g. no maxtasksperchild=1)",
+        Some(running.sut.as_ref()),
+    )
+}
+
+fn robustness(launcher: &dyn Launcher, base: &LaunchSpec, p: &CheckParams) -> Outcome {
+    let bad: Vec<(&str, i64, Vec<u8>)> = vec![
+        ("non-numeric text", 1, b"hello".to_vec()),
+        ("empty text", 1, Vec::new()),
+        ("oversized text (1000 digits)", 1, vec![b'9'; 1000]),
+        ("negative pid", 1, b"-5".to_vec()),
+        ("non-UTF-8 bytes", 1, vec![0xff, 0xfe, 0x00]),
+        ("unknown type 7", 7, b"junk".to_vec()),
+    ];
+    let r = Report::new(
+        CheckId::Robustness,
+        "sent malformed requests one by one (non-numeric, empty, oversized, negative pid, non-UTF-8, unknown type), each followed by a valid request",
+    );
+    let expected = "the server stays alive and answers the valid request after each malformed one";
+    let (mut running, _) = match start(launcher, base, p, 0.0) {
+        Ok(s) => s,
+        Err(ns) => return not_started(&r, expected, ns),
+    };
+    let mut pids = Pids::new();
+    for (what, mtype, body) in &bad {
+        if let Err(e) = running.queue.send(*mtype, body, Wait::NoWait) {
+            return r.fail(
+                expected,
+                format!("could not send the {what}: {e}"),
+                "keep the queue open while serving",
+                Some(running.sut.as_ref()),
+            );
+        }
+        let pid = pids.take();
+        let got = match probe::request(running.queue, pid) {
+            Ok(mut pending) => pending.wait_until(Instant::now() + p.start_timeout),
+            Err(e) => Got::Failed(e.to_string()),
+        };
+        if got.reply().is_none() {
+            std::thread::sleep(Duration::from_millis(100));
+            let state = match running.sut.poll_exit() {
+                Some(exit) => format!("the server ended ({exit})"),
+                None => "the server is still running but stopped answering".to_string(),
+            };
+            return r.fail(
+                expected,
+                format!("after the {what} ({} bytes, type {mtype}), a valid request got no reply: {state}", body.len()),
+                "validate each request before using it: catch ValueError (int() of bad text) and errors from send, in the worker, and skip that request",
+                Some(running.sut.as_ref()),
+            );
+        }
+    }
+    r.pass(
+        expected,
+        format!(
+            "answered a valid request after each of the {} malformed messages",
+            bad.len()
+        ),
+    )
+}
+
+fn stop_and_wait(running: &mut Running, p: &CheckParams) -> Result<Option<Exit>, mq::MqError> {
+    running.queue.send(protocol::STOP_TYPE, b"", Wait::NoWait)?;
+    Ok(running.sut.wait_exit(p.stop_timeout))
+}
+
+fn termination(launcher: &dyn Launcher, base: &LaunchSpec, p: &CheckParams) -> Outcome {
+    let r = Report::new(
+        CheckId::Termination,
+        "sent an empty message of type 2 to an idle server",
+    );
+    let expected = format!(
+        "the server exits with status 0 within {:.1} s",
+        p.stop_timeout.as_secs_f64()
+    );
+    let (mut running, _) = match start(launcher, base, p, 0.0) {
+        Ok(s) => s,
+        Err(ns) => return not_started(&r, &expected, ns),
+    };
+    let began = Instant::now();
+    match stop_and_wait(&mut running, p) {
+        Ok(Some(Exit::Code(0))) => r.pass(
+            expected,
+            format!("exited with status 0 after {:.2} s", began.elapsed().as_secs_f64()),
+        ),
+        Ok(Some(exit)) => r.fail(
+            expected,
+            format!("the server ended with {exit}"),
+            "after the stop message, let the main thread return normally (or sys.exit(0)); do not raise or exit non-zero",
+            Some(running.sut.as_ref()),
+        ),
+        Ok(None) => r.fail(
+            expected,
+            format!("still running {:.1} s after the stop message", p.stop_timeout.as_secs_f64()),
+            "when a message of type 2 arrives, leave the receive loop, wait for the workers, remove the queue and return",
+            Some(running.sut.as_ref()),
+        ),
+        Err(e) => r.fail(
+            expected,
+            format!("could not send the stop message: {e}"),
+            "keep the queue open until the stop message arrives",
+            Some(running.sut.as_ref()),
+        ),
+    }
+}
+
+fn drain(launcher: &dyn Launcher, base: &LaunchSpec, p: &CheckParams) -> Outcome {
+    let k = p.workers.max(2);
+    let d = p.delay;
+    let r = Report::new(
+        CheckId::Drain,
+        format!("{k} requests to a server with TIMESERVER_DELAY={d}; once it had taken them all from the queue, the stop message"),
+    );
+    let expected = "every request taken before the stop still gets its reply";
+    let (mut running, _) = match start(launcher, base, p, d) {
+        Ok(s) => s,
+        Err(ns) => return not_started(&r, expected, ns),
+    };
+    let mut pids = Pids::new();
+    let mut pending = match probe::burst(running.queue, &mut pids, k) {
+        Ok(x) => x,
+        Err(e) => {
+            return r.fail(
+                expected,
+                format!("sending failed: {e}"),
+                "keep the queue open",
+                Some(running.sut.as_ref()),
+            )
+        }
+    };
+    // Wait until the server has taken every request (the queue holds no request).
+    let deadline = Instant::now() + p.start_timeout;
+    while Instant::now() < deadline {
+        match running.queue.stat() {
+            Ok(s) if s.messages == 0 => break,
+            Ok(_) => std::thread::sleep(Duration::from_millis(2)),
+            Err(_) => break,
+        }
+    }
+    let began = Instant::now();
+    if let Err(e) = running.queue.send(protocol::STOP_TYPE, b"", Wait::NoWait) {
+        return r.fail(
+            expected,
+            format!("could not send the stop message: {e}"),
+            "keep the queue open until the stop message arrives",
+            Some(running.sut.as_ref()),
+        );
+    }
+    let got = probe::collect(
+        &mut pending,
+        began + Duration::from_secs_f64(k as f64 * d) + p.stop_timeout,
+    );
+    let (served, _) = tally(&got);
+    if served == k {
+        return r.pass(
+            expected,
+            format!("all {k} replies arrived after the stop message"),
+        );
+    }
+    let removed = got.iter().any(|g| matches!(g, Got::Failed(_)));
+    let mut observed = format!("only {served} of {k} accepted requests got a reply");
+    if removed {
+        observed.push_str("; the queue was removed while they waited");
+    }
+    if let Some(exit) = running.sut.poll_exit() {
+        observed.push_str(&format!("; the server ended ({exit})"));
+    }
+    r.fail(
+        expected,
+        observed,
+        "on the stop message, stop receiving but wait for the workers (thread.join() / executor.shutdown(wait=True)) before removing the queue and exiting",
+        Some(running.sut.as_ref()),
+    )
+}
+
+fn cleanup(launcher: &dyn Launcher, base: &LaunchSpec, p: &CheckParams) -> Outcome {
+    let r = Report::new(
+        CheckId::Cleanup,
+        "served one request, sent the stop message, and looked for the queue after the server exited",
+    );
+    let expected = format!(
+        "queue {} no longer exists once the server has stopped",
+        p.key
+    );
+    let (mut running, _) = match start(launcher, base, p, 0.0) {
+        Ok(s) => s,
+        Err(ns) => return not_started(&r, &expected, ns),
+    };
+    let pid = Pids::new().take();
+    if let Ok(mut pending) = probe::request(running.queue, pid) {
+        let _ = pending.wait_until(Instant::now() + p.start_timeout);
+    }
+    match stop_and_wait(&mut running, p) {
+        Ok(Some(_)) => {
+            if MessageQueue::exists(p.key) {
+                let left = running.queue.stat().map(|s| s.messages).unwrap_or(0);
+                r.fail(
+                    expected,
+                    format!("the server exited but queue {} is still there ({left} message(s) in it)", p.key),
+                    "remove the queue before exiting: mq.remove()",
+                    Some(running.sut.as_ref()),
+                )
+            } else {
+                r.pass(expected, "the queue was gone when the server had exited")
+            }
+        }
+        Ok(None) => r.fail(
+            expected,
+            format!(
+                "could not be judged: the server was still running {:.1} s after the stop message (see termination)",
+                p.stop_timeout.as_secs_f64()
+            ),
+            "stop on the type-2 message, then remove the queue",
+            Some(running.sut.as_ref()),
+        ),
+        Err(e) => r.fail(
+            expected,
+            format!("could not send the stop message: {e}"),
+            "keep the queue open until the stop message arrives",
+            Some(running.sut.as_ref()),
+        ),
+    }
+}

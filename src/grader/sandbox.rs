@@ -1,1 +1,595 @@
-//! (to be written)
+//! Native isolation of an untrusted server: private IPC, PID, network and UTS namespaces,
+//! an unprivileged uid, resource limits, and killing whole process trees at every deadline.
+//!
+//! The shape of one isolated check:
+//!
+//! ```text
+//! poolgrade (grader) ── spawns ──▶ poolgrade __check   unshare(IPC|NET|UTS), runs the probes
+//!                                     └─ spawns ──▶ poolgrade __init   limits, unshare(PID), reaps
+//!                                                      └─ spawns ──▶ the server: PID 1 of a new
+//!                                                                    PID namespace, unprivileged uid
+//! ```
+//!
+//! The check process shares the server's IPC namespace, so its clients talk to the server's
+//! key 666 and nothing else ever sees that queue: when the check process and the server are
+//! gone, the kernel frees the namespace and every queue in it. The server is PID 1 of its own
+//! PID namespace: when its main process ends, or is killed, every process it started dies
+//! with it, however it forked or detached. `__init` (outside that namespace, single-threaded,
+//! since a process that unshares its PID namespace can start no more threads) sets the limits,
+//! waits for the server and reports how it ended; it dies with the check process
+//! (parent-death signal) and kills the server when it does.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nix::sched::CloneFlags;
+use nix::sys::resource::Resource;
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+use super::sut::{Exit, LaunchError, LaunchSpec, Launcher, Limits, Sut};
+
+/// The hidden subcommand that runs one check in its own namespaces.
+pub const CHECK_SUBCOMMAND: &str = "__check";
+/// The hidden subcommand that is PID 1 of a check's PID namespace.
+pub const INIT_SUBCOMMAND: &str = "__init";
+
+/// First uid of the range given to servers when the grader runs as root; each concurrent
+/// check gets its own uid so that process limits never couple two gradings.
+pub const SANDBOX_UID_BASE: u32 = 200_000;
+
+/// How the check process isolated itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// Real root: new namespaces, and the server runs under this unprivileged uid/gid.
+    Root {
+        /// The uid (and gid) the server runs as.
+        uid: u32,
+    },
+    /// An ordinary user: a user namespace maps us to root inside it; the server keeps our uid.
+    User,
+}
+
+/// Moves the calling process into fresh IPC, network and UTS namespaces (and a user
+/// namespace when not root). Call it first thing in a single-threaded process.
+pub fn enter_namespaces() -> Result<Isolation, LaunchError> {
+    let uid = nix::unistd::geteuid().as_raw();
+    let gid = nix::unistd::getegid().as_raw();
+    // Not the PID namespace: a process that unshares it can no longer start threads, and the
+    // probes need threads. `__init` (single-threaded) takes that step for the server.
+    let common = CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWUTS;
+    if uid == 0 {
+        nix::sched::unshare(common)
+            .map_err(|e| LaunchError::Isolation(format!("unshare as root: {e}")))?;
+        let slot = std::process::id() % 100_000;
+        return Ok(Isolation::Root {
+            uid: SANDBOX_UID_BASE + slot,
+        });
+    }
+    nix::sched::unshare(CloneFlags::CLONE_NEWUSER | common).map_err(|e| {
+        LaunchError::Isolation(format!(
+            "unshare(user, ipc, net) as uid {uid}: {e} (unprivileged user namespaces may be \
+             disabled; run as root or in the container image)"
+        ))
+    })?;
+    let write = |file: &str, text: String| {
+        fs::write(format!("/proc/self/{file}"), text)
+            .map_err(|e| LaunchError::Isolation(format!("writing /proc/self/{file}: {e}")))
+    };
+    write("setgroups", "deny".into())?;
+    write("uid_map", format!("0 {uid} 1"))?;
+    write("gid_map", format!("0 {gid} 1"))?;
+    Ok(Isolation::User)
+}
+
+/// Whether every folder on the way to `path`, and `path` itself, can be entered or read by
+/// "others" (so an unprivileged uid can reach it).
+fn world_reachable(path: &Path, need: u32) -> bool {
+    let Ok(path) = path.canonicalize() else {
+        return false;
+    };
+    let mut ok = path
+        .metadata()
+        .map(|m| m.mode() & need == need)
+        .unwrap_or(false);
+    for dir in path.ancestors().skip(1) {
+        ok &= dir
+            .metadata()
+            .map(|m| m.mode() & 0o001 != 0)
+            .unwrap_or(false);
+    }
+    ok
+}
+
+/// Finds `program` on `path_var` (or checks it when it holds a `/`), keeping only places
+/// an unprivileged uid can run it from when `for_other_uid` is set.
+pub fn resolve_program(
+    program: &str,
+    path_var: &str,
+    for_other_uid: bool,
+) -> Result<PathBuf, LaunchError> {
+    let usable = |p: &Path| {
+        p.is_file()
+            && p.metadata().map(|m| m.mode() & 0o111 != 0).unwrap_or(false)
+            && (!for_other_uid || world_reachable(p, 0o005))
+    };
+    if program.contains('/') {
+        let p = PathBuf::from(program);
+        return if usable(&p) {
+            Ok(p)
+        } else {
+            Err(LaunchError::Spawn {
+                program: program.into(),
+                reason: "not an executable file the sandbox user can run".into(),
+            })
+        };
+    }
+    for dir in path_var.split(':').filter(|d| !d.is_empty()) {
+        let candidate = Path::new(dir).join(program);
+        if usable(&candidate) {
+            return Ok(candidate);
+        }
+    }
+    Err(LaunchError::Spawn {
+        program: program.into(),
+        reason: if for_other_uid {
+            format!("not found on PATH in a folder an unprivileged user can reach ({path_var})")
+        } else {
+            format!("not found on PATH ({path_var})")
+        },
+    })
+}
+
+/// Copies a submission folder (regular files and folders only, at most `max_bytes`) into a
+/// fresh folder readable by everyone and writable by no one but root.
+fn copy_submission(from: &Path, max_bytes: u64) -> Result<PathBuf, LaunchError> {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let to = std::env::temp_dir().join(format!(
+        "poolgrade-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let mut budget = max_bytes;
+    fn walk(from: &Path, to: &Path, budget: &mut u64) -> std::io::Result<()> {
+        fs::create_dir_all(to)?;
+        fs::set_permissions(to, fs::Permissions::from_mode(0o755))?;
+        for entry in fs::read_dir(from)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            let target = to.join(entry.file_name());
+            if kind.is_dir() {
+                walk(&entry.path(), &target, budget)?;
+            } else if kind.is_file() {
+                let len = entry.metadata()?.len();
+                if len > *budget {
+                    return Err(std::io::Error::other("submission folder is too large"));
+                }
+                *budget -= len;
+                fs::copy(entry.path(), &target)?;
+                fs::set_permissions(&target, fs::Permissions::from_mode(0o644))?;
+            }
+        }
+        Ok(())
+    }
+    walk(from, &to, &mut budget).map_err(|e| {
+        let _ = fs::remove_dir_all(&to);
+        LaunchError::Isolation(format!("copying {}: {e}", from.display()))
+    })?;
+    Ok(to)
+}
+
+/// The request a grader hands to a `__init` process on its command line.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct InitRequest {
+    /// The server to run.
+    pub spec: LaunchSpec,
+    /// The resolved program to execute.
+    pub program: PathBuf,
+    /// Run as this uid/gid (only when the grader is root).
+    pub run_as: Option<u32>,
+}
+
+/// Launches servers under a `__init` of their own, inside the namespaces the calling check
+/// process entered with [`enter_namespaces`].
+#[derive(Debug, Clone)]
+pub struct NativeLauncher {
+    exe: PathBuf,
+    isolation: Isolation,
+}
+
+impl NativeLauncher {
+    /// A launcher that re-runs `exe` (this program) as the namespace's init.
+    pub fn new(exe: PathBuf, isolation: Isolation) -> Self {
+        Self { exe, isolation }
+    }
+}
+
+impl Launcher for NativeLauncher {
+    fn launch(&self, spec: &LaunchSpec) -> Result<Box<dyn Sut>, LaunchError> {
+        if !spec.dir.is_dir() {
+            return Err(LaunchError::NoSuchDir(spec.dir.clone()));
+        }
+        let program = spec.command.first().ok_or(LaunchError::EmptyCommand)?;
+        let run_as = match self.isolation {
+            Isolation::Root { uid } => Some(uid),
+            Isolation::User => None,
+        };
+        let path_var = std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into());
+        let resolved = resolve_program(program, &path_var, run_as.is_some())?;
+        let mut spec = spec.clone();
+        let copy = match run_as {
+            Some(_) => {
+                let copy = copy_submission(&spec.dir, 64 << 20)?;
+                spec.dir = copy.clone();
+                Some(copy)
+            }
+            None => None,
+        };
+        let request = InitRequest {
+            spec,
+            program: resolved,
+            run_as,
+        };
+        let json = serde_json::to_string(&request)
+            .map_err(|e| LaunchError::Isolation(format!("encoding the request: {e}")))?;
+        let mut child = Command::new(&self.exe)
+            .arg(INIT_SUBCOMMAND)
+            .arg(json)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| LaunchError::Isolation(format!("starting {INIT_SUBCOMMAND}: {e}")))?;
+        let init = child.id();
+        let output = Arc::new(Mutex::new(Tail::new(request.spec.limits.max_output_bytes)));
+        if let Some(mut err) = child.stderr.take() {
+            let output = output.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 8192];
+                while let Ok(n) = err.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    if let Ok(mut t) = output.lock() {
+                        t.push(&buf[..n]);
+                    }
+                }
+            });
+        }
+        let (status_tx, status_rx) = mpsc::channel();
+        if let Some(out) = child.stdout.take() {
+            std::thread::spawn(move || {
+                for line in BufReader::new(out).lines() {
+                    let Ok(line) = line else { break };
+                    if status_tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        let mut sut = NativeSut {
+            child,
+            init,
+            server: 0,
+            exit: None,
+            status_rx,
+            output,
+            copy,
+        };
+        match sut.status_rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(line) if line == "started" => {
+                let kids = super::procfs::descendants(init);
+                sut.server = kids.first().copied().unwrap_or(0);
+                Ok(Box::new(sut))
+            }
+            Ok(line) => {
+                let reason = line
+                    .strip_prefix("spawn-error ")
+                    .unwrap_or(&line)
+                    .to_string();
+                Err(LaunchError::Spawn {
+                    program: program.clone(),
+                    reason,
+                })
+            }
+            Err(_) => Err(LaunchError::Isolation(format!(
+                "{INIT_SUBCOMMAND} did not start the server: {}",
+                sut.output_tail()
+            ))),
+        }
+    }
+
+    fn sweep_queues(&self) -> usize {
+        0
+    }
+}
+
+/// The last bytes of a stream, keeping at most `cap` of them.
+#[derive(Debug)]
+struct Tail {
+    cap: usize,
+    bytes: Vec<u8>,
+    dropped: u64,
+}
+
+impl Tail {
+    fn new(cap: usize) -> Self {
+        Self {
+            cap: cap.max(256),
+            bytes: Vec::new(),
+            dropped: 0,
+        }
+    }
+
+    fn push(&mut self, data: &[u8]) {
+        self.bytes.extend_from_slice(data);
+        if self.bytes.len() > self.cap {
+            let cut = self.bytes.len() - self.cap;
+            self.dropped += cut as u64;
+            self.bytes.drain(..cut);
+        }
+    }
+
+    fn text(&self) -> String {
+        let body = String::from_utf8_lossy(&self.bytes);
+        if self.dropped > 0 {
+            format!("[… {} earlier bytes dropped]\n{body}", self.dropped)
+        } else {
+            body.into_owned()
+        }
+    }
+}
+
+/// A server running under a native `__init`.
+struct NativeSut {
+    child: Child,
+    init: u32,
+    server: u32,
+    exit: Option<Exit>,
+    status_rx: mpsc::Receiver<String>,
+    output: Arc<Mutex<Tail>>,
+    copy: Option<PathBuf>,
+}
+
+fn parse_exit(line: &str) -> Option<Exit> {
+    let mut words = line.split_whitespace();
+    match (words.next()?, words.next()?, words.next()?.parse().ok()?) {
+        ("exit", "code", n) => Some(Exit::Code(n)),
+        ("exit", "signal", n) => Some(Exit::Signal(n)),
+        _ => None,
+    }
+}
+
+impl Sut for NativeSut {
+    fn pid(&self) -> u32 {
+        self.server
+    }
+
+    fn tree_root(&self) -> u32 {
+        self.init
+    }
+
+    fn poll_exit(&mut self) -> Option<Exit> {
+        if self.exit.is_none() {
+            while let Ok(line) = self.status_rx.try_recv() {
+                if let Some(exit) = parse_exit(&line) {
+                    self.exit = Some(exit);
+                }
+            }
+        }
+        self.exit
+    }
+
+    fn kill_all(&mut self) {
+        // The server is PID 1 of its namespace: killing it kills every process it started.
+        if self.server == 0 {
+            self.server = super::procfs::descendants(self.init)
+                .first()
+                .copied()
+                .unwrap_or(0);
+        }
+        if self.server != 0 {
+            let _ = nix::sys::signal::kill(Pid::from_raw(self.server as i32), Signal::SIGKILL);
+        }
+        let _ = nix::sys::signal::kill(Pid::from_raw(self.init as i32), Signal::SIGTERM);
+        for _ in 0..500 {
+            if matches!(self.child.try_wait(), Ok(Some(_)) | Err(_)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn output_tail(&self) -> String {
+        self.output.lock().map(|t| t.text()).unwrap_or_default()
+    }
+}
+
+impl Drop for NativeSut {
+    fn drop(&mut self) {
+        self.kill_all();
+        if let Some(copy) = &self.copy {
+            let _ = fs::remove_dir_all(copy);
+        }
+    }
+}
+
+fn set_limits(limits: &Limits) -> nix::Result<()> {
+    use nix::sys::resource::setrlimit;
+    let mib = limits.max_memory_mib.saturating_mul(1 << 20);
+    setrlimit(
+        Resource::RLIMIT_NPROC,
+        limits.max_processes,
+        limits.max_processes,
+    )?;
+    setrlimit(Resource::RLIMIT_AS, mib, mib)?;
+    setrlimit(
+        Resource::RLIMIT_CPU,
+        limits.max_cpu_secs,
+        limits.max_cpu_secs + 1,
+    )?;
+    setrlimit(Resource::RLIMIT_CORE, 0, 0)?;
+    setrlimit(Resource::RLIMIT_FSIZE, 64 << 20, 64 << 20)?;
+    setrlimit(Resource::RLIMIT_NOFILE, 1024, 1024)?;
+    Ok(())
+}
+
+/// The body of `poolgrade __init REQUEST`: sets the limits, starts the server as PID 1 of a
+/// new PID namespace, and reports on its stdout `started`, then `exit code N` or
+/// `exit signal N` when the server's main process ends (the kernel then kills whatever the
+/// server left behind). Returns the process exit code.
+pub fn init_main(request_json: &str) -> i32 {
+    // Hear of the check process's death, whatever happens to it, and take the server along.
+    let term = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        let _ = signal_hook::flag::register(sig, term.clone());
+    }
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGTERM);
+    let mut out = std::io::stdout();
+    let request: InitRequest = match serde_json::from_str(request_json) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = writeln!(out, "spawn-error bad request: {e}");
+            return 2;
+        }
+    };
+    if let Err(e) = set_limits(&request.spec.limits) {
+        let _ = writeln!(out, "spawn-error cannot set resource limits: {e}");
+        return 2;
+    }
+    if let Err(e) = nix::sched::unshare(CloneFlags::CLONE_NEWPID) {
+        let _ = writeln!(out, "spawn-error cannot create a PID namespace: {e}");
+        return 2;
+    }
+    let stderr = match std::io::stderr().as_fd().try_clone_to_owned() {
+        Ok(fd) => fd,
+        Err(e) => {
+            let _ = writeln!(out, "spawn-error {e}");
+            return 2;
+        }
+    };
+    let mut cmd = Command::new(&request.program);
+    cmd.args(&request.spec.command[1..])
+        .current_dir(&request.spec.dir)
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("LANG", "C.UTF-8")
+        .env("HOME", "/tmp")
+        .env("PYTHONUNBUFFERED", "1")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .envs(request.spec.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(stderr))
+        .stderr(Stdio::inherit());
+    if let Ok(tz) = std::env::var("TZ") {
+        cmd.env("TZ", tz);
+    }
+    if let Some(id) = request.run_as {
+        cmd.uid(id).gid(id);
+    } else if let Ok(path) = std::env::var("PATH") {
+        cmd.env("PATH", path);
+    }
+    // The server dies with us: if the check kills `__init`, the namespace goes too.
+    let server = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = writeln!(out, "spawn-error {e}");
+            return 127;
+        }
+    };
+    let _ = writeln!(out, "started");
+    let _ = out.flush();
+    let server_pid = Pid::from_raw(server.id() as i32);
+    // Wait for the server; on SIGTERM (sent by the check, or by the kernel when the check
+    // process dies: our parent-death signal) kill it, which ends its whole PID namespace.
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    loop {
+        if term.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ = nix::sys::signal::kill(server_pid, Signal::SIGKILL);
+        }
+        match waitpid(server_pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => {
+                let _ = writeln!(out, "exit code {code}");
+                break;
+            }
+            Ok(WaitStatus::Signaled(_, sig, _)) => {
+                let _ = writeln!(out, "exit signal {}", sig as i32);
+                break;
+            }
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err(_) => break,
+        }
+    }
+    let _ = out.flush();
+    drop(server);
+    0
+}
+
+/// Turns a finished check process's status into an [`Exit`].
+pub fn exit_of(status: std::process::ExitStatus) -> Exit {
+    match (status.code(), status.signal()) {
+        (Some(c), _) => Exit::Code(c),
+        (None, Some(s)) => Exit::Signal(s),
+        _ => Exit::Code(-1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_keeps_the_end() {
+        let mut t = Tail::new(256);
+        t.push(&[b'a'; 300]);
+        t.push(b"END");
+        assert!(t.text().ends_with("aEND"));
+        assert!(t.text().starts_with("[… 47 earlier bytes dropped]"));
+    }
+
+    #[test]
+    fn exit_lines_parse() {
+        assert_eq!(parse_exit("exit code 3"), Some(Exit::Code(3)));
+        assert_eq!(parse_exit("exit signal 9"), Some(Exit::Signal(9)));
+        assert_eq!(parse_exit("started"), None);
+    }
+
+    #[test]
+    fn programs_resolve_on_path() {
+        assert!(resolve_program("sh", "/usr/bin:/bin", false).is_ok());
+        assert!(matches!(
+            resolve_program("no-such-program-xyz", "/usr/bin:/bin", false),
+            Err(LaunchError::Spawn { .. })
+        ));
+    }
+
+    #[test]
+    fn a_copy_is_readable_and_bounded() {
+        let src = std::env::temp_dir().join(format!("pg-copy-src-{}", std::process::id()));
+        fs::create_dir_all(src.join("sub")).unwrap();
+        fs::write(src.join("a.py"), "print(1)").unwrap();
+        fs::write(src.join("sub/b.txt"), "x").unwrap();
+        let copy = copy_submission(&src, 1 << 20).unwrap();
+        assert_eq!(fs::read_to_string(copy.join("a.py")).unwrap(), "print(1)");
+        assert_eq!(fs::read_to_string(copy.join("sub/b.txt")).unwrap(), "x");
+        assert!(matches!(
+            copy_submission(&src, 3),
+            Err(LaunchError::Isolation(_))
+        ));
+        fs::remove_dir_all(&src).unwrap();
+        fs::remove_dir_all(&copy).unwrap();
+    }
+}
