@@ -147,7 +147,9 @@ impl CheckId {
     pub fn title(self) -> &'static str {
         match self {
             CheckId::Starts => "the server creates the queue with the key within a deadline",
-            CheckId::Reply => "one client gets exactly one reply of type pid+3 with the current date and time",
+            CheckId::Reply => {
+                "one client gets exactly one reply of type pid+3 with the current date and time"
+            }
             CheckId::Routing => "concurrent clients each get exactly their own reply",
             CheckId::NoTheft => "a client that reads its reply late still gets it",
             CheckId::Concurrency => "concurrent requests are served in parallel",
