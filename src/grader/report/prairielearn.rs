@@ -1,0 +1,149 @@
+//! PrairieLearn's `/grade/results/results.json` for one submission: `score` from 0 to 1 and a
+//! test per check worth its rubric weight.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    clean_text, points, round_score, single_submission, summary, test_name, write_json, ReportError,
+};
+use crate::grader::outcome::{Outcome, StageReport};
+use crate::grader::rubric::Rubric;
+
+/// The whole `results.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrairieLearnResults {
+    /// Always true: a failed check is a grade, not a grading failure.
+    pub gradable: bool,
+    /// Points earned over points possible, from 0 to 1 (1 when every check passed, even if
+    /// the weights add up to 0).
+    pub score: f64,
+    /// One line per stage.
+    pub message: String,
+    /// One test per check.
+    pub tests: Vec<PrairieLearnTest>,
+}
+
+/// One check as a PrairieLearn test.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrairieLearnTest {
+    /// `"<stage>: <id> — <title>"`.
+    pub name: String,
+    /// What the check shows.
+    pub description: String,
+    /// Points earned: the weight if passed, else 0.
+    pub points: f64,
+    /// The check's weight.
+    pub max_points: f64,
+    /// Did, expected, observed, hint.
+    pub message: String,
+    /// The end of what the server printed (cleaned), if the check kept it.
+    pub output: String,
+}
+
+/// PrairieLearn's results for `reports`, which should all be of one submission.
+pub fn prairielearn_results(reports: &[StageReport], rubric: &Rubric) -> PrairieLearnResults {
+    let tests: Vec<PrairieLearnTest> = reports
+        .iter()
+        .flat_map(|r| {
+            r.outcomes.iter().map(move |o| PrairieLearnTest {
+                name: test_name(r.stage, o),
+                description: o.id.title().to_owned(),
+                points: points(o, rubric),
+                max_points: rubric.check_weight(o.id),
+                message: clean_text(
+                    &Outcome {
+                        server_output: None,
+                        ..o.clone()
+                    }
+                    .feedback(),
+                ),
+                output: o
+                    .server_output
+                    .as_deref()
+                    .map(clean_text)
+                    .unwrap_or_default(),
+            })
+        })
+        .collect();
+    let earned: f64 = tests.iter().map(|t| t.points).sum();
+    let max: f64 = tests.iter().map(|t| t.max_points).sum();
+    let score = if max > 0.0 {
+        (earned / max).clamp(0.0, 1.0)
+    } else if !tests.is_empty() && reports.iter().all(StageReport::all_passed) {
+        1.0
+    } else {
+        0.0
+    };
+    PrairieLearnResults {
+        gradable: true,
+        score: round_score(score),
+        message: summary(reports, rubric),
+        tests,
+    }
+}
+
+/// Writes [`prairielearn_results`] for one submission's `reports` to `path`.
+///
+/// Fails with [`ReportError::SeveralSubmissions`] if the reports are of more than one.
+pub fn write_prairielearn(
+    path: &Path,
+    reports: &[StageReport],
+    rubric: &Rubric,
+) -> Result<(), ReportError> {
+    single_submission(path, reports)?;
+    write_json(path, &prairielearn_results(reports, rubric))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::*;
+    use super::*;
+    use serde_json::Value;
+
+    #[test]
+    fn results_follow_the_schema_with_a_fractional_score() {
+        let rubric = rubric();
+        let reports = one_submission();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("grade/results/results.json");
+        write_prairielearn(&path, &reports, &rubric).expect("write");
+        let json: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
+
+        let max: f64 = reports
+            .iter()
+            .flat_map(|r| &r.outcomes)
+            .map(|o| rubric.check_weight(o.id))
+            .sum();
+        let score = json["score"].as_f64().expect("score");
+        assert!((score - expected_score(&reports, &rubric) / max).abs() < 1e-6);
+        assert!(score > 0.0 && score < 1.0);
+        assert_eq!(json["gradable"], true);
+
+        let tests = json["tests"].as_array().expect("tests");
+        let outcomes: Vec<_> = reports.iter().flat_map(|r| &r.outcomes).collect();
+        assert_eq!(tests.len(), outcomes.len());
+        for (t, o) in tests.iter().zip(outcomes) {
+            let weight = rubric.check_weight(o.id);
+            assert_eq!(t["max_points"].as_f64(), Some(weight));
+            assert_eq!(
+                t["points"].as_f64(),
+                Some(if o.passed() { weight } else { 0.0 })
+            );
+            let message = t["message"].as_str().expect("message");
+            assert!(
+                message.contains(&format!("Observed: {}", o.observed)),
+                "{message}"
+            );
+            assert!(!message.contains("Server output"), "{message}");
+            let want_output = o
+                .server_output
+                .as_deref()
+                .map(clean_text)
+                .unwrap_or_default();
+            assert_eq!(t["output"], want_output.as_str());
+        }
+    }
+}
