@@ -259,92 +259,183 @@ pub fn run_stage(
     executor: &Executor,
     on_event: &mut dyn FnMut(&Event),
 ) -> Result<StageReport, GradeError> {
-    let began = Instant::now();
-    on_event(&Event::StageStarted {
-        submission: plan.submission.clone(),
-        stage: plan.stage,
-        checks: plan.checks.clone(),
-    });
-    let mut outcomes: Vec<Option<Outcome>> = vec![None; plan.checks.len()];
+    run_plans(std::slice::from_ref(plan), executor, on_event)
+        .pop()
+        .unwrap_or_else(|| {
+            Err(GradeError {
+                submission: plan.submission.clone(),
+                stage: plan.stage,
+                reason: "nothing ran".into(),
+            })
+        })
+}
+
+/// The progress of one plan inside [`run_plans`].
+struct Progress {
+    outcomes: Vec<Option<Outcome>>,
+    left: usize,
+    started: Option<Instant>,
+    fatal: Option<String>,
+}
+
+/// Grades several stages at once. Natively, every check of every plan goes to one shared set
+/// of `jobs` worker slots (checks mostly wait on delays, so slots outnumber cores); in
+/// process, plans and checks run one at a time. Events come in the order things happen:
+/// a plan's `StageStarted` before its first check, its `StageFinished` after its last.
+/// Returns one result per plan, in the plans' order.
+pub fn run_plans(
+    plans: &[StagePlan],
+    executor: &Executor,
+    on_event: &mut dyn FnMut(&Event),
+) -> Vec<Result<StageReport, GradeError>> {
+    let mut progress: Vec<Progress> = plans
+        .iter()
+        .map(|p| Progress {
+            outcomes: vec![None; p.checks.len()],
+            left: p.checks.len(),
+            started: None,
+            fatal: None,
+        })
+        .collect();
+    let mut results: Vec<Option<Result<StageReport, GradeError>>> =
+        plans.iter().map(|_| None).collect();
+    let mut finish = |k: usize, progress: &mut Vec<Progress>, on_event: &mut dyn FnMut(&Event)| {
+        let plan = &plans[k];
+        let pr = &mut progress[k];
+        let result = match pr.fatal.take() {
+            Some(reason) => Err(GradeError {
+                submission: plan.submission.clone(),
+                stage: plan.stage,
+                reason,
+            }),
+            None => {
+                let outcomes = pr
+                    .outcomes
+                    .iter_mut()
+                    .zip(&plan.checks)
+                    .map(|(o, id)| {
+                        o.take().unwrap_or_else(|| {
+                            internal_failure(*id, "the check did not run".into(), 0.0)
+                        })
+                    })
+                    .collect();
+                let report = StageReport {
+                    submission: plan.submission.clone(),
+                    stage: plan.stage,
+                    command: plan.spec.command.clone(),
+                    outcomes,
+                    seconds: pr.started.map(|t| t.elapsed().as_secs_f64()).unwrap_or(0.0),
+                };
+                on_event(&Event::StageFinished {
+                    report: report.clone(),
+                });
+                Ok(report)
+            }
+        };
+        results[k] = Some(result);
+    };
+    let start_plan = |k: usize, progress: &mut Vec<Progress>, on_event: &mut dyn FnMut(&Event)| {
+        if progress[k].started.is_none() {
+            progress[k].started = Some(Instant::now());
+            on_event(&Event::StageStarted {
+                submission: plans[k].submission.clone(),
+                stage: plans[k].stage,
+                checks: plans[k].checks.clone(),
+            });
+        }
+    };
     match executor {
         Executor::Native { exe, jobs } => {
-            let deadline = plan.hard_deadline();
+            let todo: Vec<(usize, usize)> = plans
+                .iter()
+                .enumerate()
+                .flat_map(|(k, p)| (0..p.checks.len()).map(move |i| (k, i)))
+                .collect();
             let (tx, rx) = mpsc::channel();
             let mut next = 0;
             let mut running = 0;
-            let mut fatal: Option<String> = None;
             let jobs = (*jobs).max(1);
-            while next < plan.checks.len() || running > 0 {
-                while running < jobs && next < plan.checks.len() && fatal.is_none() {
-                    let (i, req, exe, tx) = (
-                        next,
-                        plan.request(plan.checks[next]),
-                        exe.clone(),
-                        tx.clone(),
-                    );
-                    std::thread::spawn(move || {
-                        let _ = tx.send((i, run_native(&exe, &req, deadline)));
-                    });
-                    next += 1;
-                    running += 1;
+            for (k, p) in plans.iter().enumerate() {
+                if p.checks.is_empty() {
+                    start_plan(k, &mut progress, on_event);
+                    finish(k, &mut progress, on_event);
                 }
-                let Ok((i, result)) = rx.recv() else { break };
-                running -= 1;
-                let outcome = match result {
-                    Ok(o) => o,
-                    Err(reason) => {
-                        fatal.get_or_insert(reason);
+            }
+            while next < todo.len() || running > 0 {
+                while running < jobs && next < todo.len() {
+                    let (k, i) = todo[next];
+                    next += 1;
+                    if progress[k].fatal.is_some() {
+                        progress[k].left -= 1;
+                        if progress[k].left == 0 {
+                            finish(k, &mut progress, on_event);
+                        }
                         continue;
                     }
-                };
-                on_event(&Event::CheckFinished {
-                    submission: plan.submission.clone(),
-                    stage: plan.stage,
-                    outcome: outcome.clone(),
-                });
-                outcomes[i] = Some(outcome);
-            }
-            if let Some(reason) = fatal {
-                return Err(GradeError {
-                    submission: plan.submission.clone(),
-                    stage: plan.stage,
-                    reason,
-                });
+                    start_plan(k, &mut progress, on_event);
+                    let req = plans[k].request(plans[k].checks[i]);
+                    let (exe, tx, deadline) = (exe.clone(), tx.clone(), plans[k].hard_deadline());
+                    std::thread::spawn(move || {
+                        let _ = tx.send((k, i, run_native(&exe, &req, deadline)));
+                    });
+                    running += 1;
+                }
+                if running == 0 {
+                    continue;
+                }
+                let Ok((k, i, result)) = rx.recv() else { break };
+                running -= 1;
+                match result {
+                    Ok(outcome) => {
+                        on_event(&Event::CheckFinished {
+                            submission: plans[k].submission.clone(),
+                            stage: plans[k].stage,
+                            outcome: outcome.clone(),
+                        });
+                        progress[k].outcomes[i] = Some(outcome);
+                    }
+                    Err(reason) => {
+                        progress[k].fatal.get_or_insert(reason);
+                    }
+                }
+                progress[k].left -= 1;
+                if progress[k].left == 0 {
+                    finish(k, &mut progress, on_event);
+                }
             }
         }
         Executor::InProcess {
             launcher,
             client_exe,
         } => {
-            for (i, id) in plan.checks.iter().enumerate() {
-                let mut params = plan.params.clone();
-                params.client_exe = client_exe.clone();
-                let outcome = checks::run_check(*id, launcher.as_ref(), &plan.spec, &params);
-                on_event(&Event::CheckFinished {
-                    submission: plan.submission.clone(),
-                    stage: plan.stage,
-                    outcome: outcome.clone(),
-                });
-                outcomes[i] = Some(outcome);
+            for (k, plan) in plans.iter().enumerate() {
+                start_plan(k, &mut progress, on_event);
+                for (i, id) in plan.checks.iter().enumerate() {
+                    let mut params = plan.params.clone();
+                    params.client_exe = client_exe.clone();
+                    let outcome = checks::run_check(*id, launcher.as_ref(), &plan.spec, &params);
+                    on_event(&Event::CheckFinished {
+                        submission: plan.submission.clone(),
+                        stage: plan.stage,
+                        outcome: outcome.clone(),
+                    });
+                    progress[k].outcomes[i] = Some(outcome);
+                }
+                finish(k, &mut progress, on_event);
             }
         }
     }
-    let outcomes = outcomes
+    results
         .into_iter()
-        .zip(&plan.checks)
-        .map(|(o, id)| {
-            o.unwrap_or_else(|| internal_failure(*id, "the check did not run".into(), 0.0))
+        .zip(plans)
+        .map(|(r, p)| {
+            r.unwrap_or_else(|| {
+                Err(GradeError {
+                    submission: p.submission.clone(),
+                    stage: p.stage,
+                    reason: "the stage did not finish".into(),
+                })
+            })
         })
-        .collect();
-    let report = StageReport {
-        submission: plan.submission.clone(),
-        stage: plan.stage,
-        command: plan.spec.command.clone(),
-        outcomes,
-        seconds: began.elapsed().as_secs_f64(),
-    };
-    on_event(&Event::StageFinished {
-        report: report.clone(),
-    });
-    Ok(report)
+        .collect()
 }

@@ -110,20 +110,30 @@ fn world_reachable(path: &Path, need: u32) -> bool {
     ok
 }
 
-/// Finds `program` on `path_var` (or checks it when it holds a `/`), keeping only places
-/// an unprivileged uid can run it from when `for_other_uid` is set.
+/// Finds `program` on `path_var` (or checks it when it holds a `/`; a relative path is
+/// taken from `base`), keeping only places an unprivileged uid can run it from when
+/// `for_other_uid` is set.
 pub fn resolve_program(
     program: &str,
     path_var: &str,
     for_other_uid: bool,
 ) -> Result<PathBuf, LaunchError> {
-    let usable = |p: &Path| {
-        p.is_file()
-            && p.metadata().map(|m| m.mode() & 0o111 != 0).unwrap_or(false)
-            && (!for_other_uid || world_reachable(p, 0o005))
-    };
+    resolve_program_in(program, path_var, for_other_uid, Path::new("."))
+}
+
+fn is_executable(p: &Path) -> bool {
+    p.is_file() && p.metadata().map(|m| m.mode() & 0o111 != 0).unwrap_or(false)
+}
+
+fn resolve_program_in(
+    program: &str,
+    path_var: &str,
+    for_other_uid: bool,
+    base: &Path,
+) -> Result<PathBuf, LaunchError> {
+    let usable = |p: &Path| is_executable(p) && (!for_other_uid || world_reachable(p, 0o005));
     if program.contains('/') {
-        let p = PathBuf::from(program);
+        let p = base.join(program);
         return if usable(&p) {
             Ok(p)
         } else {
@@ -147,6 +157,36 @@ pub fn resolve_program(
             format!("not found on PATH ({path_var})")
         },
     })
+}
+
+/// Resolves the server's program for the sandbox user. A self-contained executable that
+/// the grader can run but the sandbox user cannot reach (a binary under a private home, say)
+/// is copied into the submission's sandbox copy; an interpreter must be reachable as it is.
+fn program_for_sandbox(
+    program: &str,
+    path_var: &str,
+    sandbox_dir: &Path,
+) -> Result<PathBuf, LaunchError> {
+    if let Ok(p) = resolve_program_in(program, path_var, true, sandbox_dir) {
+        return Ok(p);
+    }
+    let found = resolve_program_in(program, path_var, false, sandbox_dir)?;
+    let name = found
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    if name.starts_with("python") || name.starts_with("pyenv") {
+        return resolve_program_in(program, path_var, true, sandbox_dir);
+    }
+    let bin = sandbox_dir.join(".poolgrade-bin");
+    let copy = bin.join(&name);
+    fs::create_dir_all(&bin)
+        .and_then(|_| fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)))
+        .and_then(|_| fs::copy(&found, &copy).map(|_| ()))
+        .and_then(|_| fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)))
+        .map_err(|e| LaunchError::Isolation(format!("copying {}: {e}", found.display())))?;
+    Ok(copy)
 }
 
 /// Copies a submission folder (regular files and folders only, at most `max_bytes`) into a
@@ -224,15 +264,23 @@ impl Launcher for NativeLauncher {
             Isolation::User => None,
         };
         let path_var = std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into());
-        let resolved = resolve_program(program, &path_var, run_as.is_some())?;
         let mut spec = spec.clone();
-        let copy = match run_as {
+        let (resolved, copy) = match run_as {
             Some(_) => {
                 let copy = copy_submission(&spec.dir, 64 << 20)?;
                 spec.dir = copy.clone();
-                Some(copy)
+                match program_for_sandbox(program, &path_var, &copy) {
+                    Ok(p) => (p, Some(copy)),
+                    Err(e) => {
+                        let _ = fs::remove_dir_all(&copy);
+                        return Err(e);
+                    }
+                }
             }
-            None => None,
+            None => (
+                resolve_program_in(program, &path_var, false, &spec.dir)?,
+                None,
+            ),
         };
         let request = InitRequest {
             spec,
