@@ -62,7 +62,7 @@ struct Common {
 }
 
 fn default_jobs() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get()) * 3
+    std::thread::available_parallelism().map_or(2, |n| n.get()) * 8
 }
 
 #[derive(Subcommand)]

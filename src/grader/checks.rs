@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use super::outcome::{CheckId, Outcome, Stage, Status};
 use super::probe::{self, Got, Pids};
 use super::procfs::ThreadSampler;
-use super::sut::{Exit, LaunchSpec, Launcher, Sut};
+use super::sut::{Exit, LaunchError, LaunchSpec, Launcher, Sut};
 use crate::mq::{self, MessageQueue, Wait};
 use crate::protocol;
 
@@ -146,10 +146,15 @@ fn start(
 ) -> Result<(Running, Duration), NotStarted> {
     let spec = spec_with(base, delay, p.workers);
     let began = Instant::now();
-    let mut sut = launcher.launch(&spec).map_err(|e| NotStarted {
-        observed: format!("the server could not be started: {e}"),
-        hint: "check the file name and the command in the submission contract".into(),
-        sut: None,
+    let mut sut = launcher.launch(&spec).map_err(|e| {
+        if let LaunchError::Isolation(why) = &e {
+            SANDBOX_FAILURE.with(|f| *f.borrow_mut() = Some(why.clone()));
+        }
+        NotStarted {
+            observed: format!("the server could not be started: {e}"),
+            hint: "check the file name and the command in the submission contract".into(),
+            sut: None,
+        }
     })?;
     let deadline = began + p.start_timeout;
     loop {
@@ -208,13 +213,21 @@ fn start(
     }
 }
 
-/// Runs check `id` against a fresh server described by `base`, and stops it.
+thread_local! {
+    /// Set by [`start`] when the sandbox itself failed (not the server): the check's verdict
+    /// would say nothing about the submission, so [`run_check`] turns it into an error.
+    static SANDBOX_FAILURE: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs check `id` against a fresh server described by `base`, and stops it. `Err` means
+/// the sandbox could not be set up (nothing about the submission was learnt).
 pub fn run_check(
     id: CheckId,
     launcher: &dyn Launcher,
     base: &LaunchSpec,
     p: &CheckParams,
-) -> Outcome {
+) -> Result<Outcome, String> {
+    SANDBOX_FAILURE.with(|f| f.borrow_mut().take());
     let outcome = match id {
         CheckId::Starts => starts(launcher, base, p),
         CheckId::Reply => reply(launcher, base, p),
@@ -230,7 +243,10 @@ pub fn run_check(
         CheckId::Cleanup => cleanup(launcher, base, p),
     };
     launcher.sweep_queues();
-    outcome
+    match SANDBOX_FAILURE.with(|f| f.borrow_mut().take()) {
+        Some(why) => Err(why),
+        None => Ok(outcome),
+    }
 }
 
 /// The outcome of a check whose server never came up.
@@ -553,6 +569,8 @@ fn no_theft(launcher: &dyn Launcher, base: &LaunchSpec, p: &CheckParams) -> Outc
     let mut pids = Pids::new();
     let me = std::process::id() as i32;
     let chosen: Vec<i64> = (0..k).map(|_| pids.take()).collect();
+    // One at a time, so that no other defect (a race between concurrent requests) can
+    // hide or fake a theft: each reply must sit in the queue before the next request.
     for pid in &chosen {
         if let Err(e) = running.queue.send(
             protocol::REQUEST_TYPE,
@@ -566,14 +584,14 @@ fn no_theft(launcher: &dyn Launcher, base: &LaunchSpec, p: &CheckParams) -> Outc
                 Some(running.sut.as_ref()),
             );
         }
-    }
-    // Wait until the server has replied to all (k replies sit in the queue), or give up.
-    let deadline = Instant::now() + p.start_timeout;
-    while Instant::now() < deadline {
-        match running.queue.stat() {
-            Ok(s) if s.messages >= k as u64 && s.last_send_pid != me => break,
-            Ok(_) => std::thread::sleep(Duration::from_millis(5)),
-            Err(_) => break,
+        let deadline = Instant::now() + p.start_timeout;
+        while Instant::now() < deadline {
+            match running.queue.stat() {
+                // The server sent something since our request: its reply.
+                Ok(s) if s.last_send_pid != me => break,
+                Ok(_) => std::thread::sleep(Duration::from_millis(2)),
+                Err(_) => break,
+            }
         }
     }
     // Give a thief every chance to take them.

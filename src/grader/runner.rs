@@ -225,7 +225,7 @@ pub fn check_main() -> i32 {
         let exe = std::env::current_exe().map_err(|e| format!("locating poolgrade: {e}"))?;
         let launcher = NativeLauncher::new(exe.clone(), isolation);
         let params = req.params(Some(exe));
-        Ok::<_, String>(checks::run_check(req.id, &launcher, &req.spec, &params))
+        checks::run_check(req.id, &launcher, &req.spec, &params)
     })();
     let reply = match reply {
         Ok(o) => CheckReply::Outcome(o),
@@ -413,13 +413,20 @@ pub fn run_plans(
                 for (i, id) in plan.checks.iter().enumerate() {
                     let mut params = plan.params.clone();
                     params.client_exe = client_exe.clone();
-                    let outcome = checks::run_check(*id, launcher.as_ref(), &plan.spec, &params);
-                    on_event(&Event::CheckFinished {
-                        submission: plan.submission.clone(),
-                        stage: plan.stage,
-                        outcome: outcome.clone(),
-                    });
-                    progress[k].outcomes[i] = Some(outcome);
+                    match checks::run_check(*id, launcher.as_ref(), &plan.spec, &params) {
+                        Ok(outcome) => {
+                            on_event(&Event::CheckFinished {
+                                submission: plan.submission.clone(),
+                                stage: plan.stage,
+                                outcome: outcome.clone(),
+                            });
+                            progress[k].outcomes[i] = Some(outcome);
+                        }
+                        Err(reason) => {
+                            progress[k].fatal.get_or_insert(reason);
+                            break;
+                        }
+                    }
                 }
                 finish(k, &mut progress, on_event);
             }

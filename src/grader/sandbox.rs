@@ -161,11 +161,12 @@ fn resolve_program_in(
 
 /// Resolves the server's program for the sandbox user. A self-contained executable that
 /// the grader can run but the sandbox user cannot reach (a binary under a private home, say)
-/// is copied into the submission's sandbox copy; an interpreter must be reachable as it is.
+/// is copied into the launch's scratch folder; an interpreter must be reachable as it is.
 fn program_for_sandbox(
     program: &str,
     path_var: &str,
     sandbox_dir: &Path,
+    scratch: &Path,
 ) -> Result<PathBuf, LaunchError> {
     if let Ok(p) = resolve_program_in(program, path_var, true, sandbox_dir) {
         return Ok(p);
@@ -179,7 +180,7 @@ fn program_for_sandbox(
     if name.starts_with("python") || name.starts_with("pyenv") {
         return resolve_program_in(program, path_var, true, sandbox_dir);
     }
-    let bin = sandbox_dir.join(".poolgrade-bin");
+    let bin = scratch.join("bin");
     let copy = bin.join(&name);
     fs::create_dir_all(&bin)
         .and_then(|_| fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)))
@@ -189,15 +190,40 @@ fn program_for_sandbox(
     Ok(copy)
 }
 
-/// Copies a submission folder (regular files and folders only, at most `max_bytes`) into a
-/// fresh folder readable by everyone and writable by no one but root.
-fn copy_submission(from: &Path, max_bytes: u64) -> Result<PathBuf, LaunchError> {
+/// A fresh folder for one launch, readable by everyone and writable by root only.
+fn scratch_dir() -> Result<PathBuf, LaunchError> {
     static N: AtomicUsize = AtomicUsize::new(0);
-    let to = std::env::temp_dir().join(format!(
+    let dir = std::env::temp_dir().join(format!(
         "poolgrade-{}-{}",
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     ));
+    fs::create_dir_all(&dir)
+        .and_then(|_| fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)))
+        .map_err(|e| LaunchError::Isolation(format!("creating {}: {e}", dir.display())))?;
+    Ok(dir)
+}
+
+/// Makes the submission and its program reachable for the sandbox user: a folder others
+/// can already enter is used in place (the server cannot write to it unless the folder lets
+/// everyone); otherwise it is copied (at most 64 MiB) into `scratch`. Returns the program.
+fn sandbox_view(
+    spec: &mut LaunchSpec,
+    program: &str,
+    path_var: &str,
+    scratch: &Path,
+) -> Result<PathBuf, LaunchError> {
+    if !world_reachable(&spec.dir, 0o005) {
+        let copy = scratch.join("submission");
+        copy_submission(&spec.dir, &copy, 64 << 20)?;
+        spec.dir = copy;
+    }
+    program_for_sandbox(program, path_var, &spec.dir, scratch)
+}
+
+/// Copies a submission folder (regular files and folders only, at most `max_bytes`) into
+/// `to`, readable by everyone and writable by no one but root.
+fn copy_submission(from: &Path, to: &Path, max_bytes: u64) -> Result<(), LaunchError> {
     let mut budget = max_bytes;
     fn walk(from: &Path, to: &Path, budget: &mut u64) -> std::io::Result<()> {
         fs::create_dir_all(to)?;
@@ -211,7 +237,9 @@ fn copy_submission(from: &Path, max_bytes: u64) -> Result<PathBuf, LaunchError> 
             } else if kind.is_file() {
                 let len = entry.metadata()?.len();
                 if len > *budget {
-                    return Err(std::io::Error::other("submission folder is too large"));
+                    return Err(std::io::Error::other(
+                        "the submission folder is over 64 MiB and not readable by others",
+                    ));
                 }
                 *budget -= len;
                 fs::copy(entry.path(), &target)?;
@@ -220,11 +248,8 @@ fn copy_submission(from: &Path, max_bytes: u64) -> Result<PathBuf, LaunchError> 
         }
         Ok(())
     }
-    walk(from, &to, &mut budget).map_err(|e| {
-        let _ = fs::remove_dir_all(&to);
-        LaunchError::Isolation(format!("copying {}: {e}", from.display()))
-    })?;
-    Ok(to)
+    walk(from, to, &mut budget)
+        .map_err(|e| LaunchError::Isolation(format!("copying {}: {e}", from.display())))
 }
 
 /// The request a grader hands to a `__init` process on its command line.
@@ -265,14 +290,13 @@ impl Launcher for NativeLauncher {
         };
         let path_var = std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into());
         let mut spec = spec.clone();
-        let (resolved, copy) = match run_as {
+        let (resolved, scratch) = match run_as {
             Some(_) => {
-                let copy = copy_submission(&spec.dir, 64 << 20)?;
-                spec.dir = copy.clone();
-                match program_for_sandbox(program, &path_var, &copy) {
-                    Ok(p) => (p, Some(copy)),
+                let scratch = scratch_dir()?;
+                match sandbox_view(&mut spec, program, &path_var, &scratch) {
+                    Ok(p) => (p, Some(scratch)),
                     Err(e) => {
-                        let _ = fs::remove_dir_all(&copy);
+                        let _ = fs::remove_dir_all(&scratch);
                         return Err(e);
                     }
                 }
@@ -282,6 +306,7 @@ impl Launcher for NativeLauncher {
                 None,
             ),
         };
+        let copy = scratch;
         let request = InitRequest {
             spec,
             program: resolved,
@@ -630,14 +655,17 @@ mod tests {
         fs::create_dir_all(src.join("sub")).unwrap();
         fs::write(src.join("a.py"), "print(1)").unwrap();
         fs::write(src.join("sub/b.txt"), "x").unwrap();
-        let copy = copy_submission(&src, 1 << 20).unwrap();
+        let scratch = scratch_dir().unwrap();
+        let copy = scratch.join("c");
+        copy_submission(&src, &copy, 1 << 20).unwrap();
         assert_eq!(fs::read_to_string(copy.join("a.py")).unwrap(), "print(1)");
         assert_eq!(fs::read_to_string(copy.join("sub/b.txt")).unwrap(), "x");
+        assert!(world_reachable(&copy.join("a.py"), 0o004));
         assert!(matches!(
-            copy_submission(&src, 3),
+            copy_submission(&src, &scratch.join("d"), 3),
             Err(LaunchError::Isolation(_))
         ));
         fs::remove_dir_all(&src).unwrap();
-        fs::remove_dir_all(&copy).unwrap();
+        fs::remove_dir_all(&scratch).unwrap();
     }
 }

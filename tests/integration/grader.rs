@@ -1,1 +1,461 @@
-//! (to be written)
+//! The grader, black-box: the fixture corpus graded once and compared, check by check, with
+//! the verdicts kept as data in each fixture's `expected.toml`; the reference server passing
+//! every check in both modes; the result files parsed back; the exit-code contract; and
+//! hostile submissions contained with nothing left behind.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+use crate::common::{bin, fixtures, python_sysv_ipc};
+
+/// Every fixture submission folder, sorted.
+fn corpus() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(fixtures().join("submissions"))
+        .expect("tests/fixtures/submissions")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("expected.toml").is_file())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+/// Expected verdicts: submission -> stage -> check id -> "pass" | "fail".
+type Expected = BTreeMap<String, BTreeMap<String, BTreeMap<String, String>>>;
+
+fn expected(dirs: &[PathBuf]) -> Expected {
+    dirs.iter()
+        .map(|d| {
+            let text = std::fs::read_to_string(d.join("expected.toml")).unwrap();
+            let value: toml::Table = text.parse().unwrap();
+            let stages = value
+                .into_iter()
+                .filter_map(|(k, v)| {
+                    let table = v.as_table()?;
+                    let checks = table
+                        .iter()
+                        .map(|(id, verdict)| (id.clone(), verdict.as_str().unwrap().to_string()))
+                        .collect();
+                    Some((k, checks))
+                })
+                .collect();
+            (
+                d.file_name().unwrap().to_string_lossy().into_owned(),
+                stages,
+            )
+        })
+        .collect()
+}
+
+/// Processes left alive by a sandboxed server (uids from the sandbox range).
+fn sandbox_processes() -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+            continue;
+        };
+        let uid: u32 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|u| u.parse().ok())
+            .unwrap_or(0);
+        if uid >= poolgrade::grader::sandbox::SANDBOX_UID_BASE {
+            let cmd = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            out.push(format!("{pid} uid {uid}: {}", cmd.replace('\0', " ")));
+        }
+    }
+    out
+}
+
+/// The corpus graded once for every test of this module: (events as JSON lines, out dir).
+struct Graded {
+    stdout: String,
+    out: tempfile::TempDir,
+    status: i32,
+}
+
+fn graded_corpus() -> &'static Graded {
+    static GRADED: OnceLock<Graded> = OnceLock::new();
+    GRADED.get_or_init(|| {
+        let out = tempfile::tempdir().unwrap();
+        let output = Command::new(bin("poolgrade"))
+            .arg("grade")
+            .arg("--format")
+            .arg("json")
+            .arg("--out")
+            .arg(out.path())
+            .args(corpus())
+            .timeout(Duration::from_secs(600))
+            .output()
+            .unwrap();
+        Graded {
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            out,
+            status: output.status.code().unwrap_or(-1),
+        }
+    })
+}
+
+/// The verdicts the grader gave, from its JSON Lines `stage-finished` events.
+fn verdicts(stdout: &str) -> Expected {
+    let mut got = Expected::new();
+    for line in stdout.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("each line is JSON");
+        if v["event"] != "stage-finished" {
+            continue;
+        }
+        let r = &v["report"];
+        let stage = got
+            .entry(r["submission"].as_str().unwrap().to_string())
+            .or_default()
+            .entry(r["stage"].as_str().unwrap().to_string())
+            .or_default();
+        for o in r["outcomes"].as_array().unwrap() {
+            let verdict = if o["status"] == "passed" {
+                "pass"
+            } else {
+                "fail"
+            };
+            stage.insert(o["id"].as_str().unwrap().to_string(), verdict.to_string());
+        }
+    }
+    got
+}
+
+#[test]
+fn corpus_verdicts_match_the_expected_data() {
+    if !python_sysv_ipc() {
+        return;
+    }
+    let dirs = corpus();
+    assert!(
+        dirs.len() >= 15,
+        "the corpus has {} submissions",
+        dirs.len()
+    );
+    let want = expected(&dirs);
+    let graded = graded_corpus();
+    let got = verdicts(&graded.stdout);
+    let mut misgrades = Vec::new();
+    for (sub, stages) in &want {
+        for (stage, checks) in stages {
+            for (id, verdict) in checks {
+                let actual = got
+                    .get(sub)
+                    .and_then(|s| s.get(stage))
+                    .and_then(|c| c.get(id))
+                    .map(String::as_str)
+                    .unwrap_or("missing");
+                if actual != verdict {
+                    misgrades.push(format!(
+                        "{sub} {stage} {id}: expected {verdict}, got {actual}"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        misgrades.is_empty(),
+        "{} misgrade(s):\n{}",
+        misgrades.len(),
+        misgrades.join("\n")
+    );
+    // Some submissions fail, so the batch exits 1.
+    assert_eq!(graded.status, 1);
+}
+
+#[test]
+fn corpus_result_files_parse_back_and_agree() {
+    if !python_sysv_ipc() {
+        return;
+    }
+    let graded = graded_corpus();
+    let got = verdicts(&graded.stdout);
+    for (sub, stages) in &got {
+        let dir = graded.out.path().join(sub);
+        // Gradescope: one test per check, score = number of passed checks (weights 1).
+        let results: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap();
+        let tests = results["tests"].as_array().unwrap();
+        let checks: usize = stages.values().map(BTreeMap::len).sum();
+        let passed = stages
+            .values()
+            .flat_map(|c| c.values())
+            .filter(|v| *v == "pass")
+            .count();
+        assert_eq!(tests.len(), checks, "{sub}: Gradescope tests");
+        assert_eq!(
+            results["score"].as_f64().unwrap(),
+            passed as f64,
+            "{sub}: score"
+        );
+        for t in tests {
+            let status = t["status"].as_str().unwrap();
+            assert!(status == "passed" || status == "failed");
+            assert!(t["tags"].as_array().is_some_and(|a| !a.is_empty()));
+        }
+        // JUnit: one testcase per check, one failure element per failed check.
+        let xml = std::fs::read_to_string(dir.join("junit.xml")).unwrap();
+        let doc = roxmltree::Document::parse(&xml).expect("junit.xml is well-formed XML");
+        let cases: Vec<_> = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("testcase"))
+            .collect();
+        assert_eq!(cases.len(), checks, "{sub}: JUnit testcases");
+        assert!(cases.iter().all(|c| c.attribute("classname").is_some()));
+        let failures = cases
+            .iter()
+            .filter(|c| c.children().any(|k| k.has_tag_name("failure")))
+            .count();
+        assert_eq!(failures, checks - passed, "{sub}: JUnit failures");
+    }
+    let book = std::fs::read_to_string(graded.out.path().join("gradebook.csv")).unwrap();
+    assert_eq!(
+        book.lines().count(),
+        got.len() + 1,
+        "gradebook: a header and a row each"
+    );
+}
+
+#[test]
+fn corpus_grading_leaves_no_process_and_no_queue() {
+    if !python_sysv_ipc() {
+        return;
+    }
+    let _ = graded_corpus();
+    // The grader returned: every sandbox is gone with it.
+    assert_eq!(sandbox_processes(), Vec::<String>::new());
+    let leftovers: Vec<_> = poolgrade::mq::list_queues()
+        .unwrap()
+        .into_iter()
+        .filter(|q| q.key == 666)
+        .collect();
+    assert!(leftovers.is_empty(), "queue 666 leaked: {leftovers:?}");
+}
+
+fn timeserver_check(stage: &str, mode: &str) -> assert_cmd::assert::Assert {
+    Command::new(bin("poolgrade"))
+        .args(["check", "--stage", stage, "--"])
+        .arg(bin("timeserver"))
+        .args(["--mode", mode])
+        .timeout(Duration::from_secs(120))
+        .assert()
+}
+
+#[test]
+fn the_reference_server_passes_every_spawn_check() {
+    timeserver_check("spawn", "spawn")
+        .success()
+        .stdout(predicate::str::contains("10/10 checks passed"));
+}
+
+#[test]
+fn the_reference_server_passes_every_pool_check() {
+    timeserver_check("pool", "pool")
+        .success()
+        .stdout(predicate::str::contains("11/11 checks passed"));
+}
+
+#[test]
+fn the_reference_pool_fails_the_spawn_stage_and_inline_fails_concurrency() {
+    timeserver_check("spawn", "pool")
+        .code(1)
+        .stdout(predicate::str::is_match(r"FAIL\s+spawn").unwrap());
+    timeserver_check("pool", "inline")
+        .code(1)
+        .stdout(predicate::str::is_match(r"FAIL\s+concurrency").unwrap());
+}
+
+#[test]
+fn check_writes_gradescope_and_junit_for_one_stage() {
+    let out = tempfile::tempdir().unwrap();
+    Command::new(bin("poolgrade"))
+        .args(["check", "--stage", "pool", "--out"])
+        .arg(out.path())
+        .arg("--")
+        .arg(bin("timeserver"))
+        .args(["--mode", "pool"])
+        .timeout(Duration::from_secs(120))
+        .assert()
+        .success();
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("results.json")).unwrap()).unwrap();
+    assert_eq!(results["tests"].as_array().unwrap().len(), 11);
+    assert_eq!(results["score"].as_f64(), Some(11.0));
+    let xml = std::fs::read_to_string(out.path().join("junit.xml")).unwrap();
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let ids: Vec<&str> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("testcase"))
+        .filter_map(|n| n.attribute("name"))
+        .collect();
+    for id in ["starts", "routing", "pool-bounded", "pool-reuse", "cleanup"] {
+        assert!(ids.iter().any(|n| n.contains(id)), "{id} in {ids:?}");
+    }
+}
+
+#[test]
+fn a_missing_command_cannot_be_graded() {
+    Command::new(bin("poolgrade"))
+        .args(["check", "--stage", "pool", "--", "no-such-server-program"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no-such-server-program"));
+}
+
+#[test]
+fn bad_arguments_cannot_be_graded() {
+    Command::new(bin("poolgrade"))
+        .args(["check", "--stage", "threads", "--", "true"])
+        .assert()
+        .code(2);
+    Command::new(bin("poolgrade"))
+        .args(["grade", "/no/such/folder"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("/no/such/folder"));
+}
+
+#[test]
+fn a_broken_rubric_names_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let rubric = dir.path().join("rubric.toml");
+    std::fs::write(
+        &rubric,
+        "[params]\nworkers = 3\n[checks.no-such-check]\nweight = 1\n",
+    )
+    .unwrap();
+    Command::new(bin("poolgrade"))
+        .args(["grade", "--rubric"])
+        .arg(&rubric)
+        .arg(dir.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no-such-check"));
+}
+
+/// Grades one hostile fixture alone and returns (exit code, JSON lines).
+fn grade_one(name: &str) -> (i32, String) {
+    let out = tempfile::tempdir().unwrap();
+    let output = Command::new(bin("poolgrade"))
+        .args(["grade", "--format", "json", "--out"])
+        .arg(out.path())
+        .arg(fixtures().join("submissions").join(name))
+        .timeout(Duration::from_secs(300))
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+fn assert_contained(name: &str) {
+    if !python_sysv_ipc() {
+        return;
+    }
+    let (code, stdout) = grade_one(name);
+    let got = verdicts(&stdout);
+    assert!(got.contains_key(name), "{name} was graded: {stdout}");
+    assert_eq!(code, 1, "{name}: graded as failing, not a grader error");
+    assert_eq!(
+        sandbox_processes(),
+        Vec::<String>::new(),
+        "{name}: processes left"
+    );
+}
+
+#[test]
+fn a_fork_bomb_is_contained() {
+    assert_contained("hostile-fork-bomb");
+}
+
+#[test]
+fn a_memory_hog_is_contained() {
+    assert_contained("hostile-memory-hog");
+}
+
+#[test]
+fn an_infinite_loop_is_contained() {
+    assert_contained("hostile-infinite-loop");
+}
+
+#[test]
+fn a_queue_flood_is_contained() {
+    assert_contained("hostile-queue-flood");
+}
+
+#[test]
+fn a_server_deleting_the_queue_is_contained() {
+    assert_contained("hostile-deletes-queue");
+}
+
+#[test]
+fn an_escaping_daemon_dies_with_its_server() {
+    if !python_sysv_ipc() {
+        return;
+    }
+    let (_, stdout) = grade_one("hostile-escapes");
+    assert!(verdicts(&stdout).contains_key("hostile-escapes"));
+    assert_eq!(sandbox_processes(), Vec::<String>::new());
+}
+
+#[test]
+fn megabytes_of_output_are_capped_in_the_feedback() {
+    if !python_sysv_ipc() {
+        return;
+    }
+    let (_, stdout) = grade_one("hostile-spammy-output");
+    for line in stdout.lines() {
+        assert!(
+            line.len() < 64 * 1024,
+            "an event line of {} bytes",
+            line.len()
+        );
+    }
+}
+
+/// The sandbox's isolation, seen from inside: the server's network namespace has only a
+/// loopback interface, and it does not run as root.
+#[test]
+fn the_server_runs_without_network_and_without_root() {
+    if !python_sysv_ipc() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let probe = Path::new(dir.path()).join("server_pool.py");
+    std::fs::write(
+        &probe,
+        r#"import os, sys, sysv_ipc
+# /proc/self/net/dev lists this process's network namespace (sysfs would show the host's).
+names = [l.split(":")[0].strip() for l in open("/proc/self/net/dev").read().splitlines()[2:]]
+print("uid", os.getuid(), "interfaces", ",".join(sorted(names)), "end", file=sys.stderr)
+mq = sysv_ipc.MessageQueue(666, sysv_ipc.IPC_CREAT)
+sys.exit(3 if os.getuid() == 0 else 0)
+"#,
+    )
+    .unwrap();
+    // The server exits at once: `starts` passes (the queue was made) and `termination`
+    // fails; its output, quoted in the feedback, shows what it saw.
+    let output = Command::new(bin("poolgrade"))
+        .args(["check", "--stage", "pool", "--format", "json", "--dir"])
+        .arg(dir.path())
+        .args(["--", "python3", "server_pool.py"])
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("interfaces lo end"), "{text}");
+    if nix::unistd::geteuid().is_root() {
+        assert!(!text.contains("uid 0 "), "the server ran as root: {text}");
+    }
+}
