@@ -809,10 +809,21 @@ impl Agent {
         };
         let deadline = Instant::now() + self.opts.stop_timeout;
         let mut killed = HashSet::new();
+        // First, before reading /proc (slow when a fork bomb starves us of CPU): the server's
+        // own process group, which it got at spawn, in one signal.
+        if main.as_raw() > 1 {
+            let _ = kill(Pid::from_raw(-main.as_raw()), Signal::SIGKILL);
+        }
+        // A fork bomb forks as fast as single kills land: each round first kills whole process
+        // groups (one atomic signal each; a fork racing it does not survive), then the stray
+        // processes that left for groups of their own, until nothing descends from us.
         loop {
-            let targets = self.targets(main);
+            let (targets, groups) = self.targets(main);
             if targets.is_empty() {
                 break;
+            }
+            for g in groups {
+                let _ = kill(Pid::from_raw(-g), Signal::SIGKILL);
             }
             for t in targets {
                 if kill(t, Signal::SIGKILL).is_ok() {
@@ -823,7 +834,6 @@ impl Agent {
             if Instant::now() >= deadline {
                 break;
             }
-            std::thread::sleep(Duration::from_millis(2));
         }
         // Wait for the main process's status (it may be a zombie not yet collected).
         while self.current.as_ref().is_some_and(|c| c.exit.is_none()) && Instant::now() < deadline {
@@ -845,10 +855,13 @@ impl Agent {
         (cur.exit, killed.len())
     }
 
-    /// The live (non-zombie) processes a stop must kill.
-    fn targets(&self, main: Pid) -> Vec<Pid> {
+    /// The live (non-zombie) processes a stop must kill, and the process groups they are in
+    /// that may be signalled as a whole: never group 0 or 1 (`kill(-1)` would signal every
+    /// process we may, the grader's included), never the agent's own group.
+    fn targets(&self, main: Pid) -> (Vec<Pid>, Vec<i32>) {
         let table = process_table();
-        let mut out: Vec<Pid> = match self.opts.supervision {
+        let by_pid: HashMap<i32, &ProcEntry> = table.iter().map(|p| (p.pid, p)).collect();
+        let mut pids = match self.opts.supervision {
             Supervision::Init => descendants(&table, self.me as i32),
             Supervision::Children => {
                 let mut v = descendants(&table, main.as_raw());
@@ -860,18 +873,19 @@ impl Agent {
                 );
                 v
             }
-        }
-        .into_iter()
-        .filter(|pid| {
-            table
-                .iter()
-                .any(|p| p.pid == *pid && !p.dead && p.pid != self.me as i32)
-        })
-        .map(Pid::from_raw)
-        .collect();
-        out.sort_unstable();
-        out.dedup();
-        out
+        };
+        pids.retain(|pid| by_pid.get(pid).is_some_and(|p| !p.dead) && *pid != self.me as i32);
+        pids.sort_unstable();
+        pids.dedup();
+        let own_group = nix::unistd::getpgrp().as_raw();
+        let mut groups: Vec<i32> = pids
+            .iter()
+            .filter_map(|pid| by_pid.get(pid).map(|p| p.pgrp))
+            .filter(|&g| g > 1 && g != own_group)
+            .collect();
+        groups.sort_unstable();
+        groups.dedup();
+        (pids.into_iter().map(Pid::from_raw).collect(), groups)
     }
 
     /// Removes the queues in scope; returns how many were removed.

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Grades submission folders with docker-compose.yml (agent + grader containers) and exits with
+# the grader's status (0 all passed, 1 a check failed, 2 could not grade; anything else is a
+# container failure). Always removes the containers and the control volume afterwards.
+#
+#   scripts/compose-grade.sh [SUBMISSIONS_DIR [RESULTS_DIR]]
+#     SUBMISSIONS_DIR  a folder of submission folders (default $SUBMISSIONS or ./samples)
+#     RESULTS_DIR      where the reports go (default $RESULTS or ./results)
+# Uses `docker compose` (v2) when present, else `docker-compose` (>= 1.27). The image
+# (POOLGRADE_IMAGE, default poolgrade:latest) must exist: scripts/build-images.sh.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+SUBMISSIONS="${1:-${SUBMISSIONS:-./samples}}"
+RESULTS="${2:-${RESULTS:-./results}}"
+
+if docker compose version >/dev/null 2>&1; then
+  COMPOSE=(docker compose)
+elif command -v docker-compose >/dev/null; then
+  COMPOSE=(docker-compose)
+else
+  echo "compose-grade: neither 'docker compose' nor 'docker-compose' is installed" >&2
+  exit 2
+fi
+[ -d "$SUBMISSIONS" ] || { echo "compose-grade: no folder $SUBMISSIONS" >&2; exit 2; }
+# Absolute paths, so the bind mounts do not depend on compose's notion of the project folder.
+SUBMISSIONS="$(cd "$SUBMISSIONS" && pwd)"
+mkdir -p "$RESULTS"
+RESULTS="$(cd "$RESULTS" && pwd)"
+# The grader writes as uid 10001; a fresh folder owned by someone else would refuse it.
+chmod 0777 "$RESULTS" 2>/dev/null || true
+export SUBMISSIONS RESULTS
+
+PROJECT="${COMPOSE_PROJECT_NAME:-poolgrade-$$}"
+cleanup() { "${COMPOSE[@]}" -p "$PROJECT" down --volumes --remove-orphans >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+
+echo "compose-grade: ${COMPOSE[*]}, submissions $SUBMISSIONS, results $RESULTS"
+status=0
+"${COMPOSE[@]}" -p "$PROJECT" up --no-build --abort-on-container-exit --exit-code-from grader \
+  || status=$?
+echo "compose-grade: grader exit status $status"
+exit "$status"
