@@ -266,7 +266,13 @@ impl Server {
                 }
             };
             match protocol::decode(msg.mtype, &msg.body) {
-                Incoming::Request { pid } => dispatcher.dispatch(pid)?,
+                Incoming::Request { pid } => {
+                    if let Err(e) = dispatcher.dispatch(pid) {
+                        // Cannot start a thread: stop, but still finish what was accepted.
+                        outcome = Err(e);
+                        break;
+                    }
+                }
                 Incoming::Stop => {
                     // The stop message of request_stop() carries no mark: the flag tells.
                     outcome = Ok(if self.stop.load(Ordering::Relaxed) {
@@ -289,8 +295,14 @@ impl Server {
         }
         // Finish what was accepted, whatever the reason for stopping.
         let finished = dispatcher.finish();
-        let cause = outcome?;
-        let (served, failed_replies, removed) = finished?;
+        let (cause, (served, failed_replies, removed)) = match (outcome, finished) {
+            (Ok(cause), Ok(f)) => (cause, f),
+            (Err(e), _) | (_, Err(e)) => {
+                // Leave no queue behind on a failure either (it may already be gone).
+                let _ = self.queue.remove();
+                return Err(e);
+            }
+        };
         if removed {
             return Err(ServerError::Removed { key });
         }

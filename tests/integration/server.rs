@@ -329,18 +329,15 @@ fn existing_queue_is_reported_and_used() {
 #[test]
 fn client_without_a_server_fails_with_a_message() {
     let key = common::unique_key();
-    for args in [&["--get"][..], &["--stop"], &["bench", "--clients", "1"]] {
-        let (args, key_first) = if args[0] == "bench" {
-            (args, false)
-        } else {
-            (args, true)
-        };
+    let k = key.to_string();
+    for args in [
+        &["--key", &k, "--get"][..],
+        &["--key", &k, "--stop"],
+        &["--key", &k],
+        &["bench", "--clients", "1", "--key", &k],
+    ] {
         let mut cmd = Command::new(common::bin("timeclient"));
-        if key_first {
-            cmd.args(["--key", &key.to_string()]).args(args);
-        } else {
-            cmd.args(args).args(["--key", &key.to_string()]);
-        }
+        cmd.args(args);
         let out = cmd.stdin(Stdio::null()).output().unwrap();
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
