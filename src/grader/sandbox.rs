@@ -252,6 +252,82 @@ fn copy_submission(from: &Path, to: &Path, max_bytes: u64) -> Result<(), LaunchE
         .map_err(|e| LaunchError::Isolation(format!("copying {}: {e}", from.display())))
 }
 
+/// A control group holding one server's whole process tree (cgroup v1 `cpu` and `pids`,
+/// or the v2 equivalents): the tree gets one fair share of the CPU and at most one core,
+/// however many processes it forks, and a process cap that binds root too. Best effort:
+/// where cgroups cannot be written (no root, read-only cgroupfs) the rlimits remain.
+#[derive(Debug)]
+pub struct Cgroup {
+    dirs: Vec<PathBuf>,
+}
+
+impl Cgroup {
+    /// Creates the group `name` with the limits, or `None` where cgroups are not writable.
+    pub fn create(name: &str, limits: &Limits) -> Option<Self> {
+        let root = Path::new("/sys/fs/cgroup");
+        let mut dirs = Vec::new();
+        let quota = |dir: &Path, v2: bool| {
+            let pids = fs::write(dir.join("pids.max"), limits.max_processes.to_string());
+            let cpu = if v2 {
+                fs::write(dir.join("cpu.max"), "100000 100000")
+            } else {
+                fs::write(dir.join("cpu.cfs_period_us"), "100000")
+                    .and_then(|_| fs::write(dir.join("cpu.cfs_quota_us"), "100000"))
+            };
+            pids.is_ok() || cpu.is_ok()
+        };
+        if root.join("cpu/cgroup.procs").is_file() || root.join("pids/cgroup.procs").is_file() {
+            for ctrl in ["cpu", "pids"] {
+                let dir = root.join(ctrl).join("poolgrade").join(name);
+                if root.join(ctrl).join("cgroup.procs").is_file()
+                    && fs::create_dir_all(&dir).is_ok()
+                {
+                    quota(&dir, false);
+                    dirs.push(dir);
+                }
+            }
+        } else if root.join("cgroup.controllers").is_file() {
+            let parent = root.join("poolgrade");
+            let _ = fs::write(root.join("cgroup.subtree_control"), "+cpu +pids");
+            if fs::create_dir_all(&parent).is_ok() {
+                let _ = fs::write(parent.join("cgroup.subtree_control"), "+cpu +pids");
+                let dir = parent.join(name);
+                if fs::create_dir_all(&dir).is_ok() {
+                    quota(&dir, true);
+                    dirs.push(dir);
+                }
+            }
+        }
+        (!dirs.is_empty()).then_some(Self { dirs })
+    }
+
+    /// The `cgroup.procs` files a process writes itself into to join.
+    pub fn procs_files(&self) -> Vec<PathBuf> {
+        self.dirs.iter().map(|d| d.join("cgroup.procs")).collect()
+    }
+
+    /// Moves the calling process into the group (its children follow).
+    pub fn join(procs_files: &[PathBuf]) {
+        for f in procs_files {
+            let _ = fs::write(f, "0");
+        }
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        for dir in &self.dirs {
+            // The group empties as the killed tree is reaped: retry for a moment.
+            for _ in 0..100 {
+                if fs::remove_dir(dir).is_ok() || !dir.exists() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
 /// The request a grader hands to a `__init` process on its command line.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct InitRequest {
@@ -261,6 +337,9 @@ pub struct InitRequest {
     pub program: PathBuf,
     /// Run as this uid/gid (only when the grader is root).
     pub run_as: Option<u32>,
+    /// `cgroup.procs` files to join before starting the server.
+    #[serde(default)]
+    pub cgroups: Vec<PathBuf>,
 }
 
 /// Launches servers under a `__init` of their own, inside the namespaces the calling check
@@ -307,10 +386,20 @@ impl Launcher for NativeLauncher {
             ),
         };
         let copy = scratch;
+        static GROUPS: AtomicUsize = AtomicUsize::new(0);
+        let cgroup = run_as.and_then(|_| {
+            let name = format!(
+                "{}-{}",
+                std::process::id(),
+                GROUPS.fetch_add(1, Ordering::Relaxed)
+            );
+            Cgroup::create(&name, &spec.limits)
+        });
         let request = InitRequest {
             spec,
             program: resolved,
             run_as,
+            cgroups: cgroup.as_ref().map(Cgroup::procs_files).unwrap_or_default(),
         };
         let json = serde_json::to_string(&request)
             .map_err(|e| LaunchError::Isolation(format!("encoding the request: {e}")))?;
@@ -357,6 +446,7 @@ impl Launcher for NativeLauncher {
             status_rx,
             output,
             copy,
+            _cgroup: cgroup,
         };
         match sut.status_rx.recv_timeout(Duration::from_secs(10)) {
             Ok(line) if line == "started" => {
@@ -431,6 +521,8 @@ struct NativeSut {
     status_rx: mpsc::Receiver<String>,
     output: Arc<Mutex<Tail>>,
     copy: Option<PathBuf>,
+    /// Removed after the tree is killed (fields drop after `Drop::drop` ran).
+    _cgroup: Option<Cgroup>,
 }
 
 fn parse_exit(line: &str) -> Option<Exit> {
@@ -470,18 +562,27 @@ impl Sut for NativeSut {
                 .copied()
                 .unwrap_or(0);
         }
+        let ns = (self.server != 0)
+            .then(|| fs::read_link(format!("/proc/{}/ns/pid", self.server)).ok())
+            .flatten();
         if self.server != 0 {
             let _ = nix::sys::signal::kill(Pid::from_raw(self.server as i32), Signal::SIGKILL);
         }
         let _ = nix::sys::signal::kill(Pid::from_raw(self.init as i32), Signal::SIGTERM);
-        for _ in 0..500 {
+        // `__init` returns once the kernel has torn the namespace down; thousands of forked
+        // processes on a loaded machine can take seconds.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
             if matches!(self.child.try_wait(), Ok(Some(_)) | Err(_)) {
-                return;
+                break;
             }
             std::thread::sleep(Duration::from_millis(2));
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(ns) = ns {
+            wait_namespace_empty(&ns, Duration::from_secs(30));
+        }
     }
 
     fn output_tail(&self) -> String {
@@ -495,6 +596,29 @@ impl Drop for NativeSut {
         if let Some(copy) = &self.copy {
             let _ = fs::remove_dir_all(copy);
         }
+    }
+}
+
+/// Waits until no process of this machine lives in the PID namespace `ns` (the target of a
+/// `/proc/<pid>/ns/pid` link), or `timeout` passes.
+fn wait_namespace_empty(ns: &Path, timeout: Duration) {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        let alive = fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .bytes()
+                    .all(|b| b.is_ascii_digit())
+                    && fs::read_link(e.path().join("ns/pid")).is_ok_and(|l| l == ns)
+            });
+        if !alive {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -541,6 +665,7 @@ pub fn init_main(request_json: &str) -> i32 {
         let _ = writeln!(out, "spawn-error cannot set resource limits: {e}");
         return 2;
     }
+    Cgroup::join(&request.cgroups);
     if let Err(e) = nix::sched::unshare(CloneFlags::CLONE_NEWPID) {
         let _ = writeln!(out, "spawn-error cannot create a PID namespace: {e}");
         return 2;
