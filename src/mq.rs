@@ -284,7 +284,9 @@ impl MessageQueue {
             let n = n as usize;
             let mut raw = [0u8; std::mem::size_of::<libc::c_long>()];
             raw.copy_from_slice(&buf[..word]);
-            let mtype = libc::c_long::from_ne_bytes(raw) as i64;
+            // `c_long` is `i64` here but `i32` on 32-bit targets.
+            #[allow(clippy::useless_conversion)]
+            let mtype = i64::from(libc::c_long::from_ne_bytes(raw));
             buf.truncate(word + n);
             buf.drain(..word);
             return Ok(Message {

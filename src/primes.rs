@@ -402,7 +402,7 @@ pub fn sweep(plan: &SweepPlan) -> Result<Vec<Row>, PrimesError> {
             let mut best: Option<Run> = None;
             for _ in 0..plan.repeat.max(1) {
                 let r = run(inputs.clone(), w, plan.method, plan.submit)?;
-                if best.as_ref().map_or(true, |b| r.seconds < b.seconds) {
+                if best.as_ref().is_none_or(|b| r.seconds < b.seconds) {
                     best = Some(r);
                 }
             }
