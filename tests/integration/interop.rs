@@ -16,28 +16,42 @@ use crate::common::{self, ChildGuard, QueueGuard};
 
 const PATIENCE: Duration = Duration::from_secs(60);
 
-/// Whether `unshare --ipc` works here (it needs CAP_SYS_ADMIN). In CI its absence fails.
-fn ipc_namespaces() -> bool {
-    let ok = Command::new("unshare")
-        .args(["--ipc", "true"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok && std::env::var_os("CI").is_some() {
-        panic!("`unshare --ipc` must work in CI (root or CAP_SYS_ADMIN, util-linux)");
+/// The `unshare` arguments that give a private IPC namespace here: `--ipc` as root, else
+/// `--user --map-root-user --ipc` (unprivileged user namespaces). `None` when neither works;
+/// in CI that is a failure, not a skip.
+fn ipc_namespace_args() -> Option<&'static [&'static str]> {
+    const CHOICES: [&[&str]; 2] = [&["--ipc"], &["--user", "--map-root-user", "--ipc"]];
+    let works = |args: &[&str]| {
+        Command::new("unshare")
+            .args(args)
+            .arg("true")
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
+    let found = CHOICES.into_iter().find(|a| works(a));
+    if found.is_none() && std::env::var_os("CI").is_some() {
+        panic!("`unshare --ipc` must work in CI (root, CAP_SYS_ADMIN or user namespaces)");
     }
-    if !ok {
+    if found.is_none() {
         eprintln!("SKIPPED: `unshare --ipc` is not permitted here");
     }
-    ok
+    found
+}
+
+fn ipc_namespaces() -> bool {
+    ipc_namespace_args().is_some()
 }
 
 /// Runs a shell script in a new IPC namespace with a hard time limit; returns (exit code,
 /// stdout, stderr). The script's own `timeout`s and trap keep it from leaving processes
 /// behind; the namespace (and any queue in it) vanishes when its last process exits.
 fn in_private_ipc(script: &str, env: &[(&str, String)]) -> (Option<i32>, String, String) {
+    let ns = ipc_namespace_args().expect("checked by the caller");
     let mut cmd = Command::new("timeout");
-    cmd.args(["-k", "5", "90", "unshare", "--ipc", "sh", "-c", script])
+    cmd.args(["-k", "5", "90", "unshare"])
+        .args(ns)
+        .args(["sh", "-c", script])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
