@@ -274,11 +274,21 @@ fn check(
 
 fn grade(common: Common, submissions: Vec<PathBuf>) -> Result<u8> {
     let rubric = load_rubric(&common.rubric)?;
-    for dir in &submissions {
-        if !dir.is_dir() {
-            bail!("submission folder {} does not exist", dir.display());
+    let mut folders = Vec::new();
+    for path in submissions {
+        if path.is_dir() {
+            folders.push(path);
+        } else if path.exists() {
+            // A shell glob such as `samples/*` also matches files: say so and go on.
+            eprintln!("poolgrade: skipping {}: not a folder", path.display());
+        } else {
+            bail!("submission folder {} does not exist", path.display());
         }
     }
+    if folders.is_empty() {
+        bail!("no submission folder to grade");
+    }
+    let submissions = folders;
     if common.agent.is_none() {
         let commands: Vec<_> = rubric
             .enabled_stages()

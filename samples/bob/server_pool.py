@@ -1,0 +1,50 @@
+# Exercise 2, stage 2: the date/time server hands requests to a thread pool.
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import sysv_ipc
+
+KEY = 666
+DELAY = float(os.environ.get("TIMESERVER_DELAY", "0"))
+WORKERS = int(os.environ.get("TIMESERVER_WORKERS", "4"))
+
+
+def parse_pid(message):
+    """Returns the pid a request carries, or None if it is not a usable pid."""
+    try:
+        pid = int(message.decode())
+    except ValueError:  # also catches bad UTF-8 and texts far too long for a number
+        return None
+    if pid < 1 or pid + 3 > 2**31 - 1:  # the reply type must fit a C int
+        return None
+    return pid
+
+
+def serve(mq, pid):
+    time.sleep(DELAY)
+    answer = time.ctime()
+    mq.send(answer.encode(), type=pid + 3)
+
+
+def main():
+    # a bigger receive buffer (8192 = the kernel's msgmax) so that a huge bogus
+    # request can be read and thrown away instead of jamming the queue
+    mq = sysv_ipc.MessageQueue(KEY, sysv_ipc.IPC_CREAT, max_message_size=8192)
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        while True:
+            # type=-2 gives requests (1) before the stop (2) and never takes a reply (pid + 3)
+            message, mtype = mq.receive(type=-2)
+            if mtype == 2:
+                break
+            pid = parse_pid(message)
+            if pid is None:
+                print("ignoring bad request:", message[:40])
+                continue
+            pool.submit(serve, mq, pid)
+    # leaving the with-block waited for every request already submitted
+    mq.remove()
+
+
+if __name__ == "__main__":
+    main()
