@@ -668,21 +668,22 @@ fn concurrency(launcher: &dyn Launcher, base: &LaunchSpec, p: &CheckParams) -> O
         );
     }
     let exit = running.sut.poll_exit();
-    let observed = if served < n {
-        format!(
-            "only {served} of {n} replies arrived{}",
-            exit.map(|e| format!("; the server ended ({e})"))
-                .unwrap_or_default()
+    let (observed, hint) = if served < n {
+        (
+            format!(
+                "only {served} of {n} replies arrived{}",
+                exit.map(|e| format!("; the server ended ({e})"))
+                    .unwrap_or_default()
+            ),
+            "some requests got no reply, so their timing cannot be judged: see the routing check",
         )
     } else {
-        format!("the last of {n} replies came after {total:.2} s: requests were served one after another")
+        (
+            format!("the last of {n} replies came after {total:.2} s: requests were served one after another"),
+            "serve each request in a thread (stage spawn) or submit it to the pool (stage pool), and sleep TIMESERVER_DELAY in that worker, not in the main loop",
+        )
     };
-    r.fail(
-        expected,
-        observed,
-        "serve each request in a thread (stage spawn) or submit it to the pool (stage pool), and sleep TIMESERVER_DELAY in that worker, not in the main loop",
-        Some(running.sut.as_ref()),
-    )
+    r.fail(expected, observed, hint, Some(running.sut.as_ref()))
 }
 
 /// Waits ~150 ms with the sampler running and returns the idle thread count.
