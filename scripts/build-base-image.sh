@@ -66,6 +66,7 @@ from_debootstrap() {
   log "building $TAG with mmdebstrap --variant=essential from $MIRROR (no registry needed)"
   # essential: only Essential:yes packages (coreutils, dash, bash...) plus ours; no apt.
   # Documentation, man pages and locales are left out to keep the image small.
+  # shellcheck disable=SC2016  # "$1" is expanded by mmdebstrap's hook shell, not here
   mmdebstrap --quiet --variant=essential --include="$PACKAGES" \
     --dpkgopt='path-exclude=/usr/share/man/*' \
     --dpkgopt='path-exclude=/usr/share/doc/*' \

@@ -33,9 +33,10 @@ t0=$(date +%s)
 if [ "$CARGO_BUILD" = 1 ]; then
   log "building static-pie binaries for $TARGET"
   # Naming the target keeps build scripts and proc-macros dynamic; only our binaries are static.
+  bin_args=()
+  for b in $BINS; do bin_args+=(--bin "$b"); done
   RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
-    "${CARGO:-cargo}" build --release --target "$TARGET" \
-    $(for b in $BINS; do printf -- '--bin %s ' "$b"; done)
+    "${CARGO:-cargo}" build --release --target "$TARGET" "${bin_args[@]}"
 fi
 t1=$(date +%s)
 

@@ -32,6 +32,7 @@ chmod 0777 "$RESULTS" 2>/dev/null || true
 export SUBMISSIONS RESULTS
 
 PROJECT="${COMPOSE_PROJECT_NAME:-poolgrade-$$}"
+# shellcheck disable=SC2317  # called by the trap
 cleanup() { "${COMPOSE[@]}" -p "$PROJECT" down --volumes --remove-orphans >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 
