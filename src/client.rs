@@ -225,12 +225,13 @@ pub struct BenchReport {
     pub first_pid: i64,
 }
 
-/// The synthetic pid of bench client `i` for a process with pid `own_pid`:
-/// `2^22 + (own_pid mod 2043) * 2^20 + i`. Above every real pid (Linux caps `pid_max` at
-/// `2^22`), distinct between concurrent benches unless their pids agree modulo 2043, and
-/// always at most [`protocol::MAX_PID`] so that Python servers can reply to it.
-pub fn synthetic_pid(own_pid: u32, i: usize) -> i64 {
-    SYNTHETIC_PID_BASE + (own_pid as i64 % SYNTHETIC_BLOCKS) * SYNTHETIC_BLOCK + i as i64
+/// The synthetic pid of bench client `i` in block `block`:
+/// `2^22 + (block mod 2043) * 2^20 + i`. Above every real pid (Linux caps `pid_max` at
+/// `2^22`), and always at most [`protocol::MAX_PID`] so that Python servers can reply to it.
+/// Each bench draws its block at random, not from its own pid: two benches in different PID
+/// namespaces (two containers, both pid 1) must not share reply types.
+pub fn synthetic_pid(block: u32, i: usize) -> i64 {
+    SYNTHETIC_PID_BASE + (block as i64 % SYNTHETIC_BLOCKS) * SYNTHETIC_BLOCK + i as i64
 }
 
 /// The start line of the bench clients: `None` while waiting, then go (`true`) or abort.
@@ -281,7 +282,8 @@ pub fn bench(queue: &MessageQueue, config: &BenchConfig) -> Result<BenchReport, 
         return Err(ClientError::BadBench("requests must be at least 1".into()));
     }
     let q = *queue;
-    let first_pid = synthetic_pid(std::process::id(), 0);
+    let block = rand::Rng::gen_range(&mut rand::thread_rng(), 0..SYNTHETIC_BLOCKS as u32);
+    let first_pid = synthetic_pid(block, 0);
     let slots: Arc<Vec<Slot>> = Arc::new((0..config.clients).map(|_| Slot::default()).collect());
     let gate = Arc::new(Gate::default());
     let done = Arc::new(AtomicBool::new(false));
