@@ -54,7 +54,7 @@ struct Common {
 enum Command {
     /// Load generator: concurrent clients doing sequential round trips; prints one JSON object
     /// (requests_per_sec, p50_us, p99_us, errors, ...). Client i uses the synthetic pid
-    /// 2^22 + b * 2^20 + i, with a block b drawn at random per bench (0..2043): above any real pid, below the C-int limit, distinct between benches in different containers.
+    /// 2^22 + b * 2^20 + i, with a block b drawn at random per bench (0..2043): above any real pid, below the C-int limit; two benches (say in two containers, both pid 1) share a block only by a 1-in-2043 chance.
     /// A reply slower than --timeout counts as an error and that client stops (its remaining
     /// requests count as errors too); the report is still printed and the exit code is 0.
     Bench {
