@@ -8,20 +8,48 @@
 //!
 //! - [`Mode::Inline`]: the single-threaded server of Session 2, replying from the receiving
 //!   thread (the baseline);
-//! - [`Mode::Spawn`]: a new thread per request, all joined when the server stops;
-//! - [`Mode::Pool`]: a fixed set of worker threads fed by an in-process channel; the only thing
-//!   that crosses it is the client's pid (an `i64`), so a request costs no allocation there.
+//! - [`Mode::Spawn`]: the calling thread receives and starts a new thread per request; all are
+//!   joined when the server stops;
+//! - [`Mode::Pool`]: `workers` threads started once, each of which blocks in `msgrcv` on the
+//!   queue itself and replies to what it took. There is no dispatcher: the kernel's queue *is*
+//!   the pool's task queue.
 //!
-//! Stopping: a type-2 message, or [`Server::request_stop`] (which the signal thread of
-//! [`StopOnSignals`] calls on SIGINT/SIGTERM), ends the receive loop; the server then finishes
-//! every request it already accepted, removes the queue and returns a [`Report`]. There is a
-//! single stop path: a signal sends the stop message to the queue, which wakes the receiver;
-//! a flag set at the same time makes the stop win even while requests keep arriving (with
-//! `AtMost(2)` a steady stream of requests would otherwise always pass before it).
+//! # Why the pool has no dispatcher
+//!
+//! A receiving thread that hands each pid to a worker (through a channel or a
+//! `Mutex`+`Condvar` queue) costs a second wake-up per request: the kernel wakes the
+//! receiver, which wakes a worker. Measured with 8 clients and no work delay, that handoff
+//! made the pool slower than the single-threaded server (about 0.9 task switches per request
+//! against 0.4). When every idle worker waits in `msgrcv` itself, `msgsnd` hands a request
+//! straight to one of them (Linux gives a message directly to a waiting receiver): one
+//! wake-up per request, and the worker that wakes is the one that replies, after the work
+//! delay. It is still a bounded pool: exactly `workers` serving threads for the server's life,
+//! so at most `workers` requests are in progress at once, and the same threads serve every
+//! burst. The hot path allocates nothing of its own: the reply text is formatted once per
+//! second per worker, and the only allocations are the small message buffers of
+//! [`crate::mq`].
+//!
+//! # Stopping
+//!
+//! A type-2 message, or [`StopHandle::request_stop`] (which the signal thread of
+//! [`StopOnSignals`] calls on SIGINT/SIGTERM), stops the server; it then finishes every request
+//! it already accepted (taken off the queue), removes the queue and returns a [`Report`].
+//! There is a single stop path: a signal sets a flag and sends a stop message to the queue,
+//! which wakes a receiver; the flag makes the stop win even while requests keep arriving (with
+//! `AtMost(2)` a steady stream of requests would otherwise always pass before it). Requests
+//! queued before a stop message are still served, because `AtMost(2)` hands them out first.
+//!
+//! In a pool, the worker that takes a stop message marks the server stopping and puts one
+//! empty type-2 message on the queue for each other worker still running (without blocking,
+//! retrying while the queue is full); every worker finishes the request it holds, then either
+//! sees the mark or takes one of those stops, and exits. The calling thread joins them all and
+//! removes the queue. A queue removed under the server wakes every blocked worker with
+//! [`MqError::Removed`]; they all exit and [`Server::run`] returns [`ServerError::Removed`].
+//! Malformed messages taken by a worker are passed to the calling thread over a channel, so
+//! the `on_malformed` callback always runs on the thread that called [`Server::run`].
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -35,7 +63,7 @@ pub enum Mode {
     Inline,
     /// A new thread for every request.
     Spawn,
-    /// A fixed pool of worker threads fed by a channel.
+    /// A fixed pool of worker threads, each receiving from the queue itself.
     Pool,
 }
 
@@ -237,10 +265,20 @@ impl Server {
     }
 
     /// Serves until stopped, then finishes the accepted requests and removes the queue.
-    /// `on_malformed` is told about every skipped message (its type and the reason).
-    pub fn run(self, mut on_malformed: impl FnMut(i64, &Malformed)) -> Result<Report, ServerError> {
+    /// `on_malformed` is told about every skipped message (its type and the reason); it runs
+    /// on the calling thread in every mode.
+    pub fn run(self, on_malformed: impl FnMut(i64, &Malformed)) -> Result<Report, ServerError> {
+        let outcome = match self.config.mode {
+            Mode::Pool => self.serve_pool(on_malformed),
+            Mode::Inline | Mode::Spawn => self.serve_receiving(on_malformed),
+        };
+        self.finish(outcome)
+    }
+
+    /// Inline and spawn modes: this thread receives every message.
+    fn serve_receiving(&self, mut on_malformed: impl FnMut(i64, &Malformed)) -> Served {
         let key = self.config.key;
-        let mut dispatcher = Dispatcher::new(&self.config, self.queue)?;
+        let mut dispatcher = Dispatcher::new(&self.config, self.queue);
         let mut malformed = 0u64;
         let mut outcome = Ok(StopCause::Requested);
         // Requests are at most MAX_REQUEST_LEN bytes; one more byte tells "too long" from
@@ -275,11 +313,7 @@ impl Server {
                 }
                 Incoming::Stop => {
                     // The stop message of request_stop() carries no mark: the flag tells.
-                    outcome = Ok(if self.stop.load(Ordering::Relaxed) {
-                        StopCause::Requested
-                    } else {
-                        StopCause::StopMessage
-                    });
+                    outcome = Ok(self.stop_cause());
                     break;
                 }
                 Incoming::Malformed(reason) => {
@@ -295,6 +329,103 @@ impl Server {
         }
         // Finish what was accepted, whatever the reason for stopping.
         let finished = dispatcher.finish();
+        Served {
+            outcome,
+            finished,
+            malformed,
+        }
+    }
+
+    /// Pool mode: `workers` threads that each receive from the queue and reply themselves.
+    fn serve_pool(&self, mut on_malformed: impl FnMut(i64, &Malformed)) -> Served {
+        let pool = Arc::new(Pool {
+            queue: self.queue,
+            key: self.config.key,
+            delay: self.config.delay,
+            requested: Arc::clone(&self.stop),
+            stopping: AtomicBool::new(false),
+            running: AtomicUsize::new(0),
+        });
+        let (report, reports) = mpsc::channel::<(i64, Malformed)>();
+        let mut workers = Vec::with_capacity(self.config.workers);
+        let mut outcome = Ok(StopCause::Requested);
+        for i in 0..self.config.workers {
+            let (p, r) = (Arc::clone(&pool), report.clone());
+            // Counted before it starts, so that a stop broadcast never misses it.
+            pool.running.fetch_add(1, Ordering::SeqCst);
+            let spawned = std::thread::Builder::new()
+                .name(format!("worker-{i}"))
+                .spawn(move || p.work(&r));
+            match spawned {
+                Ok(h) => workers.push(h),
+                Err(e) => {
+                    pool.running.fetch_sub(1, Ordering::SeqCst);
+                    // Stop the workers already started; they finish what they took.
+                    pool.stop_others(0);
+                    outcome = Err(ServerError::Thread(e));
+                    break;
+                }
+            }
+        }
+        // The channel ends when the last worker has dropped its sender.
+        drop(report);
+        let mut malformed = 0u64;
+        for (mtype, reason) in reports {
+            malformed += 1;
+            on_malformed(mtype, &reason);
+        }
+        let mut tally = Tally::default();
+        let mut cause = None;
+        let mut failure = None;
+        let mut panicked = false;
+        for h in workers {
+            match h.join() {
+                Ok(end) => {
+                    tally.merge(end.tally);
+                    cause = cause.or(end.cause);
+                    if failure.is_none() {
+                        failure = end.error;
+                    }
+                }
+                Err(_) => panicked = true,
+            }
+        }
+        if let Ok(c) = &mut outcome {
+            // No worker took a stop message: the flag of request_stop() stopped them.
+            *c = cause.unwrap_or(StopCause::Requested);
+            if let Some(e) = failure {
+                outcome = Err(e);
+            }
+        }
+        let finished = if panicked {
+            Err(ServerError::WorkerPanicked)
+        } else {
+            Ok((tally.sent, tally.failed, tally.removed))
+        };
+        Served {
+            outcome,
+            finished,
+            malformed,
+        }
+    }
+
+    /// Why a stop message stops the server: the flag of request_stop() tells a signal's.
+    fn stop_cause(&self) -> StopCause {
+        if self.stop.load(Ordering::SeqCst) {
+            StopCause::Requested
+        } else {
+            StopCause::StopMessage
+        }
+    }
+
+    /// Removes the queue (on failure too: it may already be gone) and builds the report.
+    fn finish(self, served: Served) -> Result<Report, ServerError> {
+        let key = self.config.key;
+        let Served {
+            outcome,
+            finished,
+            malformed,
+        } = served;
         let (cause, (served, failed_replies, removed)) = match (outcome, finished) {
             (Ok(cause), Ok(f)) => (cause, f),
             (Err(e), _) | (_, Err(e)) => {
@@ -318,6 +449,16 @@ impl Server {
             cause,
         })
     }
+}
+
+/// What serving did, before the queue is removed.
+struct Served {
+    /// Why the serving stopped, or the failure that stopped it.
+    outcome: Result<StopCause, ServerError>,
+    /// The replies once every accepted request was finished: (sent, failed, removed seen).
+    finished: Result<(u64, u64, bool), ServerError>,
+    /// Messages skipped as malformed.
+    malformed: u64,
 }
 
 /// The outcome of one reply.
@@ -391,58 +532,128 @@ impl Tally {
     }
 }
 
-/// The work queue of the pool: pids waiting for a worker, fed by the receiving thread.
-///
-/// A `Mutex<VecDeque>` and a `Condvar`, with one refinement for the hot path: the feeder
-/// wakes a worker (a `futex` system call) only when one is asleep and not already being woken,
-/// so while every worker is busy a request costs a lock and a push, nothing more.
-#[derive(Debug, Default)]
-struct WorkQueue {
-    state: Mutex<WorkState>,
-    ready: Condvar,
+/// What the pool's workers share.
+#[derive(Debug)]
+struct Pool {
+    queue: MessageQueue,
+    key: i32,
+    delay: Duration,
+    /// Set by [`StopHandle::request_stop`].
+    requested: Arc<AtomicBool>,
+    /// Set by the first worker that takes a stop message (or sees the queue gone).
+    stopping: AtomicBool,
+    /// Workers started and not yet finished.
+    running: AtomicUsize,
 }
 
+/// How one pool worker ended.
 #[derive(Debug, Default)]
-struct WorkState {
-    pids: VecDeque<i64>,
-    closed: bool,
-    /// Workers waiting on `ready` that no notification has been sent for yet (a spurious
-    /// wake-up may leave this one too high, which only costs an unneeded notification).
-    sleepers: usize,
+struct WorkerEnd {
+    tally: Tally,
+    /// Set when this worker took a stop message.
+    cause: Option<StopCause>,
+    /// Set when this worker's receive failed.
+    error: Option<ServerError>,
 }
 
-impl WorkQueue {
-    fn push(&self, pid: i64) {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        s.pids.push_back(pid);
-        let wake = s.sleepers > 0;
-        if wake {
-            s.sleepers -= 1;
-        }
-        drop(s);
-        if wake {
-            self.ready.notify_one();
-        }
+/// Counts a worker out of [`Pool::running`] however it ends (a panic included).
+struct Running<'a>(&'a AtomicUsize);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Pool {
+    fn halted(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst) || self.requested.load(Ordering::SeqCst)
     }
 
-    fn close(&self) {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
-        self.ready.notify_all();
+    /// One worker: receive a request from the queue, reply to it, until stopped.
+    fn work(&self, malformed: &mpsc::Sender<(i64, Malformed)>) -> WorkerEnd {
+        let _running = Running(&self.running);
+        let mut end = WorkerEnd::default();
+        let mut clock = Clock::default();
+        // Requests are at most MAX_REQUEST_LEN bytes; one more byte tells "too long" from
+        // "exactly right" and keeps the receive buffer small.
+        let limit = protocol::MAX_REQUEST_LEN + 1;
+        while !self.halted() {
+            let msg = match self
+                .queue
+                .receive_max(Selector::AtMost(2), limit, Wait::Block)
+            {
+                Ok(m) => m,
+                Err(MqError::Interrupted) => continue,
+                Err(MqError::Removed) => {
+                    // Every blocked worker wakes with the same error; busy ones see the mark.
+                    self.stopping.store(true, Ordering::SeqCst);
+                    end.error = Some(ServerError::Removed { key: self.key });
+                    break;
+                }
+                Err(source) => {
+                    self.stop_others(1);
+                    end.error = Some(ServerError::Receive {
+                        key: self.key,
+                        source,
+                    });
+                    break;
+                }
+            };
+            match protocol::decode(msg.mtype, &msg.body) {
+                Incoming::Request { pid } => {
+                    end.tally
+                        .add(reply(&self.queue, &mut clock, pid, self.delay));
+                }
+                Incoming::Stop => {
+                    end.cause = Some(self.stop_others(1));
+                    break;
+                }
+                Incoming::Malformed(reason) => {
+                    // Still a stop, as the protocol documents.
+                    let stop = matches!(reason, Malformed::StopWithText { .. });
+                    // The receiver is the thread that joins us: it outlives every sender.
+                    let _ = malformed.send((msg.mtype, reason));
+                    if stop {
+                        self.stop_others(1);
+                        end.cause = Some(StopCause::StopMessage);
+                        break;
+                    }
+                }
+            }
+        }
+        end
     }
 
-    /// The next pid, or `None` once the queue is closed and empty.
-    fn pop(&self) -> Option<i64> {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            if let Some(pid) = s.pids.pop_front() {
-                return Some(pid);
-            }
-            if s.closed {
-                return None;
-            }
-            s.sleepers += 1;
-            s = self.ready.wait(s).unwrap_or_else(|p| p.into_inner());
+    /// Marks the pool stopping and, the first time, puts one empty stop message on the queue
+    /// for each running worker other than the caller (`own` is 1 when the caller is one of
+    /// them), so that every worker blocked in `msgrcv` wakes. Returns why the pool stops.
+    fn stop_others(&self, own: usize) -> StopCause {
+        let cause = if self.requested.load(Ordering::SeqCst) {
+            StopCause::Requested
+        } else {
+            StopCause::StopMessage
+        };
+        if self.stopping.swap(true, Ordering::SeqCst) {
+            // Another worker already woke the others.
+            return cause;
         }
+        // A worker that exits on the mark takes no stop message, so one per worker counted
+        // now is enough (a leftover stop is removed with the queue).
+        let target = self.running.load(Ordering::SeqCst).saturating_sub(own);
+        let mut sent = 0;
+        while sent < target && self.running.load(Ordering::SeqCst) > own {
+            match self.queue.send(protocol::STOP_TYPE, b"", Wait::NoWait) {
+                Ok(()) => sent += 1,
+                // Full: the messages in it wake the receivers; retry until there is room.
+                Err(MqError::Full) | Err(MqError::Interrupted) => {
+                    std::thread::sleep(Duration::from_millis(1))
+                }
+                // Removed (every receiver wakes anyway) or a failure we cannot fix here.
+                Err(_) => break,
+            }
+        }
+        cause
     }
 }
 
@@ -461,17 +672,14 @@ enum Dispatcher {
         tally: Tally,
         panicked: bool,
     },
-    Pool {
-        work: Arc<WorkQueue>,
-        workers: Vec<JoinHandle<Tally>>,
-    },
 }
 
 impl Dispatcher {
-    fn new(config: &ServerConfig, queue: MessageQueue) -> Result<Self, ServerError> {
+    /// The dispatcher of inline or spawn mode (a pool has none: see [`Server::serve_pool`]).
+    fn new(config: &ServerConfig, queue: MessageQueue) -> Self {
         let delay = config.delay;
-        Ok(match config.mode {
-            Mode::Inline => Dispatcher::Inline {
+        match config.mode {
+            Mode::Inline | Mode::Pool => Dispatcher::Inline {
                 queue,
                 delay,
                 tally: Tally::default(),
@@ -484,35 +692,7 @@ impl Dispatcher {
                 tally: Tally::default(),
                 panicked: false,
             },
-            Mode::Pool => {
-                let work = Arc::new(WorkQueue::default());
-                let mut workers = Vec::with_capacity(config.workers);
-                for i in 0..config.workers {
-                    let feed = Arc::clone(&work);
-                    let spawned = std::thread::Builder::new()
-                        .name(format!("worker-{i}"))
-                        .spawn(move || {
-                            let mut tally = Tally::default();
-                            let mut clock = Clock::default();
-                            while let Some(pid) = feed.pop() {
-                                tally.add(reply(&queue, &mut clock, pid, delay));
-                            }
-                            tally
-                        });
-                    match spawned {
-                        Ok(h) => workers.push(h),
-                        Err(e) => {
-                            work.close();
-                            for h in workers {
-                                let _ = h.join();
-                            }
-                            return Err(ServerError::Thread(e));
-                        }
-                    }
-                }
-                Dispatcher::Pool { work, workers }
-            }
-        })
+        }
     }
 
     fn dispatch(&mut self, pid: i64) -> Result<(), ServerError> {
@@ -523,7 +703,6 @@ impl Dispatcher {
                 tally,
                 clock,
             } => tally.add(reply(queue, clock, pid, *delay)),
-            Dispatcher::Pool { work, .. } => work.push(pid),
             Dispatcher::Spawn {
                 queue,
                 delay,
@@ -568,18 +747,6 @@ impl Dispatcher {
                 for h in threads {
                     match h.join() {
                         Ok(s) => tally.add(s),
-                        Err(_) => panicked = true,
-                    }
-                }
-                (tally, panicked)
-            }
-            Dispatcher::Pool { work, workers } => {
-                work.close();
-                let mut tally = Tally::default();
-                let mut panicked = false;
-                for h in workers {
-                    match h.join() {
-                        Ok(t) => tally.merge(t),
                         Err(_) => panicked = true,
                     }
                 }
@@ -702,25 +869,75 @@ mod tests {
 
     #[test]
     fn stop_handle_stops_a_waiting_server() {
-        let (config, q) = private_config(Mode::Pool);
+        for mode in [Mode::Inline, Mode::Spawn, Mode::Pool] {
+            let (mut config, q) = private_config(mode);
+            // Eight idle pool workers, all blocked in msgrcv: one stop message must wake all.
+            config.workers = 8;
+            let server = server_on(config, q);
+            let stop = server.stop_handle();
+            let t = std::thread::spawn(move || server.run(|_, _| {}));
+            stop.request_stop();
+            let report = t.join().unwrap().unwrap();
+            assert_eq!(report.served, 0, "{mode}");
+            assert_eq!(report.cause, StopCause::Requested, "{mode}");
+            assert!(matches!(q.stat(), Err(MqError::Removed)), "{mode}");
+        }
+    }
+
+    #[test]
+    fn one_stop_message_stops_every_pool_worker_after_the_queued_requests() {
+        let (mut config, q) = private_config(Mode::Pool);
+        config.workers = 5;
+        for pid in 200..210 {
+            q.send(1, &protocol::request_body(pid), Wait::Block)
+                .unwrap();
+        }
+        q.send(2, b"", Wait::Block).unwrap();
         let server = server_on(config, q);
-        let stop = server.stop_handle();
-        let t = std::thread::spawn(move || server.run(|_, _| {}));
-        stop.request_stop();
-        let report = t.join().unwrap().unwrap();
-        assert_eq!(report.served, 0);
+        // The replies stay queued and go with the queue: the count is what matters.
+        let report = server.run(|_, _| {}).unwrap();
+        assert_eq!(report.served, 10);
+        assert_eq!(report.cause, StopCause::StopMessage);
+        assert!(matches!(q.stat(), Err(MqError::Removed)));
+    }
+
+    #[test]
+    fn pool_reports_malformed_messages_on_the_calling_thread() {
+        let (mut config, q) = private_config(Mode::Pool);
+        config.workers = 3;
+        for body in [&b"x"[..], b"", b"-1"] {
+            q.send(1, body, Wait::Block).unwrap();
+        }
+        q.send(7, b"?", Wait::Block).unwrap();
+        q.send(2, b"", Wait::Block).unwrap();
+        let caller = std::thread::current().id();
+        let mut seen = Vec::new();
+        let report = server_on(config, q)
+            .run(|t, m| seen.push((t, m.clone(), std::thread::current().id())))
+            .unwrap();
+        assert_eq!(report.malformed, 3);
+        assert_eq!(seen.len(), 3);
+        assert!(seen.iter().all(|(t, _, id)| *t == 1 && *id == caller));
+        // The type-7 message was never taken (AtMost(2)); it went with the queue.
         assert!(matches!(q.stat(), Err(MqError::Removed)));
     }
 
     #[test]
     fn removal_under_the_server_is_an_error() {
-        let (config, q) = private_config(Mode::Spawn);
-        let server = server_on(config, q);
-        let t = std::thread::spawn(move || server.run(|_, _| {}));
-        std::thread::sleep(Duration::from_millis(50));
-        q.remove().unwrap();
-        let got = t.join().unwrap();
-        assert!(matches!(got, Err(ServerError::Removed { .. })), "{got:?}");
+        for mode in [Mode::Spawn, Mode::Pool] {
+            let (mut config, q) = private_config(mode);
+            config.workers = 4;
+            let server = server_on(config, q);
+            let t = std::thread::spawn(move || server.run(|_, _| {}));
+            std::thread::sleep(Duration::from_millis(50));
+            q.remove().unwrap();
+            // Every pool worker must exit, or this join never returns.
+            let got = t.join().unwrap();
+            assert!(
+                matches!(got, Err(ServerError::Removed { .. })),
+                "{mode}: {got:?}"
+            );
+        }
     }
 
     #[test]

@@ -14,7 +14,8 @@ enum ModeArg {
     Inline,
     /// A new thread per request.
     Spawn,
-    /// A fixed pool of worker threads.
+    /// A fixed pool of worker threads, started once, each receiving requests from the queue
+    /// itself and replying.
     Pool,
 }
 

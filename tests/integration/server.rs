@@ -464,3 +464,49 @@ fn bench_prints_one_json_object_without_errors() {
     assert_eq!(code, Some(0));
     assert!(err.contains("served 200 requests"), "{err}");
 }
+
+/// The thread ids of a running process, from `/proc/<pid>/task`.
+fn thread_ids(pid: u32) -> std::collections::BTreeSet<u64> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("the server's task directory")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// The pool's workers are started once and serve every burst: with 3 workers the server has
+/// exactly 5 threads (workers, main, signals), and the very same ones after two bursts of 8
+/// concurrent requests.
+#[test]
+fn pool_threads_are_started_once_and_serve_every_burst() {
+    let mut s = start_server(&["--mode", "pool", "--workers", "3", "--delay", "0.02"]);
+    let pid = s.child.0.id();
+    // The workers start right after the ready line: wait until all are there.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let idle = loop {
+        let ids = thread_ids(pid);
+        if ids.len() >= 5 {
+            break ids;
+        }
+        assert!(std::time::Instant::now() < deadline, "threads: {ids:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert_eq!(idle.len(), 5, "{idle:?}");
+    let q = s.queue;
+    let base = 700_000 + (std::process::id() as i64 % 1000) * 100;
+    for burst in 0..2 {
+        let clients: Vec<_> = (0..8)
+            .map(|i| {
+                let pid = base + burst * 10 + i;
+                std::thread::spawn(move || client::request_time(&q, pid, PATIENCE))
+            })
+            .collect();
+        for c in clients {
+            c.join().unwrap().expect("a reply");
+        }
+        assert_eq!(thread_ids(pid), idle, "after burst {burst}");
+    }
+    client::stop(&q).unwrap();
+    let (code, err) = s.wait_exit();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("served 16 requests"), "{err}");
+}
