@@ -6,7 +6,8 @@
 # (pool >= 80% of inline, pool >= 3x the Python pool server).
 #
 # Usage: scripts/bench-servers.sh [REQUESTS_PER_CLIENT]   (default 3000)
-# Env:   CLIENTS (default 8), ROUNDS (default 3: the best of ROUNDS runs is kept per server).
+# Env:   CLIENTS (default 8), ROUNDS (default 3: each server is benched once per round, the
+#        rounds interleaved, and its best round is kept).
 # Every server runs on a private key and is stopped; queues and processes are cleaned up on
 # any exit (trap).
 set -euo pipefail
@@ -46,31 +47,35 @@ wait_queue() {
     return 1
 }
 
-# run_server NAME COMMAND...: starts the server, benches it ROUNDS times, stops it, prints
-# the best requests/s.
+# run_server NAME COMMAND...: starts the server, benches it once, stops it, prints the
+# requests/s.
 run_server() {
     local name="$1"; shift
     "$@" >/dev/null &
     SERVER_PID=$!
     wait_queue
-    local best=0 json rps
-    for _ in $(seq 1 "$ROUNDS"); do
-        json=$("$BIN/timeclient" bench --clients "$CLIENTS" --requests "$REQUESTS" --key "$KEY")
-        rps=$(python3 -c 'import json,sys; d=json.load(sys.stdin); assert d["errors"] == 0, d; print(round(d["requests_per_sec"]))' <<<"$json")
-        echo "  $name: $rps req/s  $json" >&2
-        (( rps > best )) && best=$rps
-    done
+    local json rps
+    json=$("$BIN/timeclient" bench --clients "$CLIENTS" --requests "$REQUESTS" --key "$KEY")
+    rps=$(python3 -c 'import json,sys; d=json.load(sys.stdin); assert d["errors"] == 0, d; print(round(d["requests_per_sec"]))' <<<"$json")
+    echo "  $name: $rps req/s  $json" >&2
     "$BIN/timeclient" --stop --key "$KEY"
     wait "$SERVER_PID"
     SERVER_PID=""
-    echo "$best"
+    echo "$rps"
 }
 
-echo "bench: $CLIENTS clients x $REQUESTS requests, best of $ROUNDS, no work delay, $(nproc) CPUs" >&2
-inline=$(run_server inline "$BIN/timeserver" --key "$KEY" --mode inline)
-pool=$(run_server pool "$BIN/timeserver" --key "$KEY" --mode pool --workers 4)
-spawn=$(run_server spawn "$BIN/timeserver" --key "$KEY" --mode spawn)
-python=$(TIMESERVER_WORKERS=4 run_server python python3 "$PY" "$KEY")
+# The rounds are interleaved (inline, pool, spawn, python, then again), so that a change in
+# the machine's load during the run weighs on every server alike; the best round is kept.
+max() { (( $1 > $2 )) && echo "$1" || echo "$2"; }
+echo "bench: $CLIENTS clients x $REQUESTS requests, best of $ROUNDS interleaved rounds, no work delay, $(nproc) CPUs" >&2
+inline=0 pool=0 spawn=0 python=0
+for round in $(seq 1 "$ROUNDS"); do
+    echo "round $round" >&2
+    inline=$(max "$inline" "$(run_server inline "$BIN/timeserver" --key "$KEY" --mode inline)")
+    pool=$(max "$pool" "$(run_server pool "$BIN/timeserver" --key "$KEY" --mode pool --workers 4)")
+    spawn=$(max "$spawn" "$(run_server spawn "$BIN/timeserver" --key "$KEY" --mode spawn)")
+    python=$(max "$python" "$(TIMESERVER_WORKERS=4 run_server python python3 "$PY" "$KEY")")
+done
 
 printf '%-28s %12s\n' server 'req/s'
 printf '%-28s %12s\n' 'timeserver --mode inline' "$inline"
