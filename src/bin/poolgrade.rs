@@ -173,7 +173,7 @@ fn load_rubric(path: &Option<PathBuf>) -> Result<Rubric> {
 }
 
 fn executor(common: &Common) -> Result<Executor> {
-    let exe = std::env::current_exe().context("locating the poolgrade binary")?;
+    let exe = poolgrade::grader::sandbox::own_exe();
     match &common.agent {
         Some(ctl) => {
             let launcher = AgentLauncher::new(ctl.clone())

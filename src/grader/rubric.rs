@@ -374,6 +374,7 @@ impl Rubric {
         for (field, value) in [
             ("max_processes", limits.max_processes),
             ("max_memory_mib", limits.max_memory_mib),
+            ("max_resident_mib", limits.max_resident_mib),
             ("max_cpu_secs", limits.max_cpu_secs),
         ] {
             if value == 0 {

@@ -222,7 +222,7 @@ pub fn check_main() -> i32 {
             .map_err(|e| format!("reading the request: {e}"))?;
         let req: CheckRequest =
             serde_json::from_str(&input).map_err(|e| format!("bad request: {e}"))?;
-        let exe = std::env::current_exe().map_err(|e| format!("locating poolgrade: {e}"))?;
+        let exe = sandbox::own_exe();
         let launcher = NativeLauncher::new(exe.clone(), isolation);
         let params = req.params(Some(exe));
         checks::run_check(req.id, &launcher, &req.spec, &params)

@@ -47,6 +47,18 @@ pub const INIT_SUBCOMMAND: &str = "__init";
 /// check gets its own uid so that process limits never couple two gradings.
 pub const SANDBOX_UID_BASE: u32 = 200_000;
 
+/// The program to run for `__check`, `__init` and `__client`: this very binary, through
+/// `/proc/self/exe`, which stays valid even when the file on disk is replaced mid-run (a
+/// rebuild during a long grading).
+pub fn own_exe() -> PathBuf {
+    let proc_exe = PathBuf::from("/proc/self/exe");
+    if proc_exe.exists() {
+        proc_exe
+    } else {
+        std::env::current_exe().unwrap_or(proc_exe)
+    }
+}
+
 /// How the check process isolated itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Isolation {
@@ -252,9 +264,10 @@ fn copy_submission(from: &Path, to: &Path, max_bytes: u64) -> Result<(), LaunchE
         .map_err(|e| LaunchError::Isolation(format!("copying {}: {e}", from.display())))
 }
 
-/// A control group holding one server's whole process tree (cgroup v1 `cpu` and `pids`,
-/// or the v2 equivalents): the tree gets one fair share of the CPU and at most one core,
-/// however many processes it forks, and a process cap that binds root too. Best effort:
+/// A control group holding one server's whole process tree (cgroup v1 `cpu`, `pids` and
+/// `memory`, or the v2 equivalents): the tree gets one fair share of the CPU and at most one
+/// core, however many processes it forks, a process cap that binds root too, and a cap on
+/// its resident memory. Best effort:
 /// where cgroups cannot be written (no root, read-only cgroupfs) the rlimits remain.
 #[derive(Debug)]
 pub struct Cgroup {
@@ -276,24 +289,30 @@ impl Cgroup {
             };
             pids.is_ok() || cpu.is_ok()
         };
+        let bytes = limits.max_resident_mib.saturating_mul(1 << 20).to_string();
         if root.join("cpu/cgroup.procs").is_file() || root.join("pids/cgroup.procs").is_file() {
-            for ctrl in ["cpu", "pids"] {
+            for ctrl in ["cpu", "pids", "memory"] {
                 let dir = root.join(ctrl).join("poolgrade").join(name);
                 if root.join(ctrl).join("cgroup.procs").is_file()
                     && fs::create_dir_all(&dir).is_ok()
                 {
-                    quota(&dir, false);
+                    if ctrl == "memory" {
+                        let _ = fs::write(dir.join("memory.limit_in_bytes"), &bytes);
+                    } else {
+                        quota(&dir, false);
+                    }
                     dirs.push(dir);
                 }
             }
         } else if root.join("cgroup.controllers").is_file() {
             let parent = root.join("poolgrade");
-            let _ = fs::write(root.join("cgroup.subtree_control"), "+cpu +pids");
+            let _ = fs::write(root.join("cgroup.subtree_control"), "+cpu +pids +memory");
             if fs::create_dir_all(&parent).is_ok() {
-                let _ = fs::write(parent.join("cgroup.subtree_control"), "+cpu +pids");
+                let _ = fs::write(parent.join("cgroup.subtree_control"), "+cpu +pids +memory");
                 let dir = parent.join(name);
                 if fs::create_dir_all(&dir).is_ok() {
                     quota(&dir, true);
+                    let _ = fs::write(dir.join("memory.max"), &bytes);
                     dirs.push(dir);
                 }
             }

@@ -10,8 +10,12 @@ use std::time::{Duration, Instant};
 pub struct Limits {
     /// Most processes and threads the server may have at once (`RLIMIT_NPROC` for its uid).
     pub max_processes: u64,
-    /// Most address space per process, in MiB (`RLIMIT_AS`).
+    /// Most address space per process, in MiB (`RLIMIT_AS`): virtual memory, which Python
+    /// threads' stacks use a lot of.
     pub max_memory_mib: u64,
+    /// Most resident memory of the whole process tree, in MiB (a memory cgroup, natively as
+    /// root): what keeps a few memory hogs graded side by side from exhausting the machine.
+    pub max_resident_mib: u64,
     /// Most CPU time per process, in seconds (`RLIMIT_CPU`).
     pub max_cpu_secs: u64,
     /// Most bytes of the server's output (stdout and stderr) kept for feedback; the rest is
@@ -24,6 +28,7 @@ impl Default for Limits {
         Self {
             max_processes: 256,
             max_memory_mib: 2048,
+            max_resident_mib: 256,
             max_cpu_secs: 60,
             max_output_bytes: 16 * 1024,
         }

@@ -2,6 +2,9 @@
 //! the verdicts kept as data in each fixture's `expected.toml`; the reference server passing
 //! every check in both modes; the result files parsed back; the exit-code contract; and
 //! hostile submissions contained with nothing left behind.
+//!
+//! The tests run one at a time (`#[serial]`): "no sandboxed process is left" looks at the
+//! whole machine, and two graders at once would see each other's live servers.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,6 +13,7 @@ use std::time::Duration;
 
 use assert_cmd::Command;
 use predicates::prelude::*;
+use serial_test::serial;
 
 use crate::common::{bin, fixtures, python_sysv_ipc};
 
@@ -132,6 +136,7 @@ fn verdicts(stdout: &str) -> Expected {
 }
 
 #[test]
+#[serial]
 fn corpus_verdicts_match_the_expected_data() {
     if !python_sysv_ipc() {
         return;
@@ -174,6 +179,7 @@ fn corpus_verdicts_match_the_expected_data() {
 }
 
 #[test]
+#[serial]
 fn corpus_result_files_parse_back_and_agree() {
     if !python_sysv_ipc() {
         return;
@@ -227,6 +233,7 @@ fn corpus_result_files_parse_back_and_agree() {
 }
 
 #[test]
+#[serial]
 fn corpus_grading_leaves_no_process_and_no_queue() {
     if !python_sysv_ipc() {
         return;
@@ -252,6 +259,7 @@ fn timeserver_check(stage: &str, mode: &str) -> assert_cmd::assert::Assert {
 }
 
 #[test]
+#[serial]
 fn the_reference_server_passes_every_spawn_check() {
     timeserver_check("spawn", "spawn")
         .success()
@@ -259,6 +267,7 @@ fn the_reference_server_passes_every_spawn_check() {
 }
 
 #[test]
+#[serial]
 fn the_reference_server_passes_every_pool_check() {
     timeserver_check("pool", "pool")
         .success()
@@ -266,6 +275,7 @@ fn the_reference_server_passes_every_pool_check() {
 }
 
 #[test]
+#[serial]
 fn the_reference_pool_fails_the_spawn_stage_and_inline_fails_concurrency() {
     timeserver_check("spawn", "pool")
         .code(1)
@@ -276,6 +286,7 @@ fn the_reference_pool_fails_the_spawn_stage_and_inline_fails_concurrency() {
 }
 
 #[test]
+#[serial]
 fn check_writes_gradescope_and_junit_for_one_stage() {
     let out = tempfile::tempdir().unwrap();
     Command::new(bin("poolgrade"))
@@ -304,6 +315,7 @@ fn check_writes_gradescope_and_junit_for_one_stage() {
 }
 
 #[test]
+#[serial]
 fn a_missing_command_cannot_be_graded() {
     Command::new(bin("poolgrade"))
         .args(["check", "--stage", "pool", "--", "no-such-server-program"])
@@ -313,6 +325,7 @@ fn a_missing_command_cannot_be_graded() {
 }
 
 #[test]
+#[serial]
 fn bad_arguments_cannot_be_graded() {
     Command::new(bin("poolgrade"))
         .args(["check", "--stage", "threads", "--", "true"])
@@ -326,6 +339,7 @@ fn bad_arguments_cannot_be_graded() {
 }
 
 #[test]
+#[serial]
 fn a_broken_rubric_names_its_line() {
     let dir = tempfile::tempdir().unwrap();
     let rubric = dir.path().join("rubric.toml");
@@ -375,31 +389,37 @@ fn assert_contained(name: &str) {
 }
 
 #[test]
+#[serial]
 fn a_fork_bomb_is_contained() {
     assert_contained("hostile-fork-bomb");
 }
 
 #[test]
+#[serial]
 fn a_memory_hog_is_contained() {
     assert_contained("hostile-memory-hog");
 }
 
 #[test]
+#[serial]
 fn an_infinite_loop_is_contained() {
     assert_contained("hostile-infinite-loop");
 }
 
 #[test]
+#[serial]
 fn a_queue_flood_is_contained() {
     assert_contained("hostile-queue-flood");
 }
 
 #[test]
+#[serial]
 fn a_server_deleting_the_queue_is_contained() {
     assert_contained("hostile-deletes-queue");
 }
 
 #[test]
+#[serial]
 fn an_escaping_daemon_dies_with_its_server() {
     if !python_sysv_ipc() {
         return;
@@ -410,6 +430,7 @@ fn an_escaping_daemon_dies_with_its_server() {
 }
 
 #[test]
+#[serial]
 fn megabytes_of_output_are_capped_in_the_feedback() {
     if !python_sysv_ipc() {
         return;
@@ -427,6 +448,7 @@ fn megabytes_of_output_are_capped_in_the_feedback() {
 /// The sandbox's isolation, seen from inside: the server's network namespace has only a
 /// loopback interface, and it does not run as root.
 #[test]
+#[serial]
 fn the_server_runs_without_network_and_without_root() {
     if !python_sysv_ipc() {
         return;
