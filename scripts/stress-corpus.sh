@@ -4,8 +4,9 @@
 # that changed between runs. Not a test: a measurement of verdict stability under load.
 #
 #   scripts/stress-corpus.sh [RUNS]
-# Needs: a release build (built here), python3 with tomllib, stress-ng (installed if missing
-# and root). Exit status: 0 when every run matched the expectations, 1 otherwise.
+# Needs: a release build (built here unless POOLGRADE names a binary), python3 with tomllib,
+# stress-ng (installed if missing and root). Exit status: 0 when every run matched the
+# expectations, 1 otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS="${1:-10}"
@@ -13,7 +14,11 @@ if ! command -v stress-ng >/dev/null; then
   [ "$(id -u)" = 0 ] || { echo "stress-corpus: install stress-ng first" >&2; exit 2; }
   apt-get install -y -qq stress-ng >/dev/null
 fi
-cargo build --release --quiet --bin poolgrade
+# POOLGRADE names the binary to measure; by default a fresh release build.
+if [ -z "${POOLGRADE:-}" ]; then
+  cargo build --release --quiet --bin poolgrade
+  POOLGRADE=target/release/poolgrade
+fi
 work=$(mktemp -d)
 stress_pid=""
 cleanup() { [ -n "$stress_pid" ] && kill "$stress_pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
@@ -24,7 +29,7 @@ total_misgrades=0
 for run in $(seq 1 "$RUNS"); do
   start=$(date +%s.%N)
   status=0
-  target/release/poolgrade grade --format json --out "$work/out-$run" tests/fixtures/submissions/*/ \
+  "$POOLGRADE" grade --format json --out "$work/out-$run" tests/fixtures/submissions/*/ \
     > "$work/run-$run.jsonl" 2> "$work/run-$run.err" || status=$?
   secs=$(awk "BEGIN { print $(date +%s.%N) - $start }")
   line=$(python3 scripts/compare-verdicts.py "$work/run-$run.jsonl" | tee "$work/cmp-$run.txt" | tail -1)
