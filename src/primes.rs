@@ -99,12 +99,19 @@ impl Submit {
     }
 }
 
-/// The handout's `is_prime`: 2, then odd divisors from 3 to floor(sqrt(n)).
+/// The handout's `is_prime`: 2, then odd divisors from 3 to floor(sqrt(n)), stopping at
+/// the first that divides.
+///
+/// The divisors and their order are the handout's. Only the test "does `i` divide `n`" is
+/// computed differently for `i` below [`INVERSE_TABLE_END`]: a multiplication by the
+/// inverse of `i` modulo 2^32 and a comparison instead of a hardware division (the
+/// strength reduction compilers apply to constant divisors; Granlund & Montgomery, 1994).
+/// It is exact, and about 3x faster; larger divisors (inputs above 2^20) use `%`.
 ///
 /// ```
 /// use poolgrade::primes::is_prime_trial;
 /// assert!(is_prime_trial(2) && is_prime_trial(999_983));
-/// assert!(!is_prime_trial(1) && !is_prime_trial(1_000_000));
+/// assert!(!is_prime_trial(1) && !is_prime_trial(1_000_000) && !is_prime_trial(997 * 997));
 /// ```
 pub fn is_prime_trial(n: u32) -> bool {
     if n < 2 {
@@ -118,6 +125,14 @@ pub fn is_prime_trial(n: u32) -> bool {
     }
     let sqrt_n = floor_sqrt(n);
     let mut i = 3;
+    while i <= sqrt_n && i < INVERSE_TABLE_END {
+        let (inverse, limit) = ODD_INVERSES[(i / 2) as usize];
+        // For odd i: i divides n exactly when n * i^-1 (mod 2^32) <= (2^32 - 1) / i.
+        if n.wrapping_mul(inverse) <= limit {
+            return false;
+        }
+        i += 2;
+    }
     while i <= sqrt_n {
         if n % i == 0 {
             return false;
@@ -126,6 +141,31 @@ pub fn is_prime_trial(n: u32) -> bool {
     }
     true
 }
+
+/// Odd divisors below this are tested by [`is_prime_trial`] with a multiplication; it
+/// covers every divisor the handout's range needs (sqrt(10^6) = 1000).
+pub const INVERSE_TABLE_END: u32 = 1024;
+
+/// For each odd d = 2k + 1 below [`INVERSE_TABLE_END`], at index k: (d^-1 mod 2^32,
+/// (2^32 - 1) / d). Computed at compile time.
+const ODD_INVERSES: [(u32, u32); (INVERSE_TABLE_END / 2) as usize] = {
+    let mut table = [(0u32, 0u32); (INVERSE_TABLE_END / 2) as usize];
+    let mut k = 0;
+    while k < table.len() {
+        let d = 2 * k as u32 + 1;
+        // Newton's iteration: d * d = 1 (mod 8) for odd d, and each step doubles the
+        // correct low bits: 3, 6, 12, 24, 48 >= 32.
+        let mut x = d;
+        let mut step = 0;
+        while step < 4 {
+            x = x.wrapping_mul(2u32.wrapping_sub(d.wrapping_mul(x)));
+            step += 1;
+        }
+        table[k] = (x, u32::MAX / d);
+        k += 1;
+    }
+    table
+};
 
 /// floor(sqrt(n)), exact for every `u32` (an `f64` square root is correctly rounded, and
 /// no square of an integer lies within its rounding error of a `u32`).
@@ -510,6 +550,22 @@ mod tests {
         }));
         for n in samples {
             assert_eq!(is_prime_miller_rabin(n), reference(n), "{n}");
+            assert_eq!(is_prime_trial(n), reference(n), "{n}");
+        }
+    }
+
+    #[test]
+    fn the_inverse_table_inverts_and_tests_divisibility_exactly() {
+        for (k, &(inverse, _)) in ODD_INVERSES.iter().enumerate() {
+            assert_eq!(
+                (2 * k as u32 + 1).wrapping_mul(inverse),
+                1,
+                "d = {}",
+                2 * k + 1
+            );
+        }
+        // Trial division against the reference over a third of the handout range.
+        for n in (LOW..=HIGH).step_by(3) {
             assert_eq!(is_prime_trial(n), reference(n), "{n}");
         }
     }
