@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Grades submission folders with docker-compose.yml (agent + grader containers) and exits with
-# the grader's status (0 all passed, 1 a check failed, 2 could not grade; anything else is a
-# container failure). Always removes the containers and the control volume afterwards.
+# Grades submission folders with docker-compose.yml (three agent/grader pairs, each grading a
+# third of the checks, and a report container that merges them) and exits with the merged
+# status (0 all passed, 1 a check failed, 2 could not grade; anything else is a container
+# failure). Always removes the containers and the volumes afterwards.
 #
 #   scripts/compose-grade.sh [SUBMISSIONS_DIR [RESULTS_DIR]]
 #     SUBMISSIONS_DIR  a folder of submission folders (default $SUBMISSIONS or ./samples)
-#     RESULTS_DIR      where the reports go (default $RESULTS or ./results)
+#     RESULTS_DIR      where the reports go (default $RESULTS or ./results): per submission
+#                      results.json, junit.xml, classroom.json, prairielearn.json; gradebook.csv;
+#                      events.jsonl (every check's event, as `poolgrade grade --format json`)
+#     RUBRIC           (environment) a rubric file for the graders and the report
 # Uses `docker compose` (v2) when present, else `docker-compose` (>= 1.27). The image
 # (POOLGRADE_IMAGE, default poolgrade:latest) must exist: scripts/build-images.sh.
 set -euo pipefail
@@ -23,11 +27,16 @@ else
   exit 2
 fi
 [ -d "$SUBMISSIONS" ] || { echo "compose-grade: no folder $SUBMISSIONS" >&2; exit 2; }
+if [ -n "${RUBRIC:-}" ]; then
+  [ -f "$RUBRIC" ] || { echo "compose-grade: no rubric file $RUBRIC" >&2; exit 2; }
+  RUBRIC="$(cd "$(dirname "$RUBRIC")" && pwd)/$(basename "$RUBRIC")"
+  export RUBRIC
+fi
 # Absolute paths, so the bind mounts do not depend on compose's notion of the project folder.
 SUBMISSIONS="$(cd "$SUBMISSIONS" && pwd)"
 mkdir -p "$RESULTS"
 RESULTS="$(cd "$RESULTS" && pwd)"
-# The grader writes as uid 10001; a fresh folder owned by someone else would refuse it.
+# The report writes as uid 10001; a fresh folder owned by someone else would refuse it.
 chmod 0777 "$RESULTS" 2>/dev/null || true
 export SUBMISSIONS RESULTS
 
@@ -38,7 +47,8 @@ trap cleanup EXIT
 
 echo "compose-grade: ${COMPOSE[*]}, submissions $SUBMISSIONS, results $RESULTS"
 status=0
-"${COMPOSE[@]}" -p "$PROJECT" up --no-build --abort-on-container-exit --exit-code-from grader \
+# --exit-code-from stops every container once the first one exits: the report, by design.
+"${COMPOSE[@]}" -p "$PROJECT" up --no-build --abort-on-container-exit --exit-code-from report \
   || status=$?
-echo "compose-grade: grader exit status $status"
+echo "compose-grade: report exit status $status"
 exit "$status"
