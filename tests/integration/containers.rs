@@ -6,14 +6,12 @@
 //! tests print `SKIPPED: ...` and return; with `REQUIRE_DOCKER=1` (as `.ci/run` sets) they fail
 //! instead, so CI never passes them silently. `POOLGRADE_IMAGE` names another image.
 //!
-//! TODO: grading through containers versus natively, as a test. Wanted: grade the fixtures of
-//! `tests/fixtures/submissions` (and `samples/`) both natively (`poolgrade grade`, root) and
-//! through `docker-compose.yml` (`scripts/compose-grade.sh`), assert the same verdict per check
-//! and per stage, that the compose run exits with the grader's status (1 when a check fails),
-//! that the results folder holds the reports, and that no container or volume is left. Done by
-//! hand so far: `samples/` gives the same 84 verdicts both ways; container mode runs checks one
-//! at a time (about 90 s for the samples), which is why this is not in the default suite yet.
+//! Grading through `docker-compose.yml` (three agent/grader pairs and a merging report
+//! container, run by `scripts/compose-grade.sh`) is compared with native grading, check by
+//! check, on a correct and a broken fixture; that test also needs `docker compose` or
+//! `docker-compose`, and python3 with sysv_ipc for the native side.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -406,4 +404,207 @@ fn the_agent_in_a_container_launches_limits_and_stops_servers() {
     // `docker stop` reaches the agent (PID 1 handles SIGTERM) and it exits 0.
     agent.stop_with_timeout(Some(20)).expect("stop the agent");
     assert_eq!(agent.exit_code().expect("agent exit code"), Some(0));
+}
+
+/// Verdicts: submission -> stage -> check id -> "passed" | "failed".
+type Verdicts = BTreeMap<String, BTreeMap<String, BTreeMap<String, String>>>;
+
+/// The verdicts of the `stage-finished` events in JSON Lines (`grade --format json`, or the
+/// merged `events.jsonl` of a compose run).
+fn verdicts_of(jsonl: &str) -> Verdicts {
+    let mut got = Verdicts::new();
+    for line in jsonl.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        if v["event"] != "stage-finished" {
+            continue;
+        }
+        let r = &v["report"];
+        let stage = got
+            .entry(r["submission"].as_str().expect("submission").to_string())
+            .or_default()
+            .entry(r["stage"].as_str().expect("stage").to_string())
+            .or_default();
+        for o in r["outcomes"].as_array().expect("outcomes") {
+            stage.insert(
+                o["id"].as_str().expect("id").to_string(),
+                o["status"].as_str().expect("status").to_string(),
+            );
+        }
+    }
+    got
+}
+
+/// `docker compose` (v2) or `docker-compose`, if either runs.
+fn compose_command() -> Option<Vec<&'static str>> {
+    let ok = |cmd: &[&str]| {
+        Command::new(cmd[0])
+            .args(&cmd[1..])
+            .arg("version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    [vec!["docker", "compose"], vec!["docker-compose"]]
+        .into_iter()
+        .find(|c| ok(c))
+}
+
+/// Copies a fixture submission (its files, not `expected.toml`) into `dest`, readable by the
+/// containers' uid 10001.
+fn copy_submission(from: &Path, dest: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dest).expect("create submission folder");
+    std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for entry in std::fs::read_dir(from).expect("fixture folder").flatten() {
+        let path = entry.path();
+        if path.is_file() && entry.file_name() != "expected.toml" {
+            let to = dest.join(entry.file_name());
+            std::fs::copy(&path, &to).expect("copy fixture file");
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+    }
+}
+
+/// Ids of what compose project `project` left behind: containers, then volumes.
+fn compose_leftovers(project: &str) -> Vec<String> {
+    let label = format!("label=com.docker.compose.project={project}");
+    let mut left = Vec::new();
+    for args in [
+        vec!["ps", "-aq", "--filter", &label],
+        vec!["volume", "ls", "-q", "--filter", &label],
+    ] {
+        let out = Command::new("docker").args(&args).output().expect("docker");
+        left.extend(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(|l| format!("{} {l}", args[0])),
+        );
+    }
+    left
+}
+
+/// The comparison: a correct and a broken submission graded natively and through
+/// Docker Compose (sharded over three agent/grader pairs, merged by the report container)
+/// get the same verdict for every check of both stages, the same exit status, the result
+/// files, and nothing is left behind.
+#[test]
+#[serial(docker)]
+fn compose_grading_gives_the_native_verdicts_check_by_check() {
+    use crate::common::{bin, fixtures, python_sysv_ipc};
+    let test = "compose_grading_gives_the_native_verdicts_check_by_check";
+    if !docker_available(test) {
+        return;
+    }
+    let Some(compose) = compose_command() else {
+        if std::env::var("REQUIRE_DOCKER").as_deref() == Ok("1") {
+            panic!("REQUIRE_DOCKER=1 but neither `docker compose` nor `docker-compose` runs");
+        }
+        eprintln!("SKIPPED: {test}: neither `docker compose` nor `docker-compose` runs");
+        return;
+    };
+    if !python_sysv_ipc() {
+        eprintln!("SKIPPED: {test}: no python3 with sysv_ipc for the native side");
+        return;
+    }
+    let names = ["correct-threads-ctime", "shared-pid-race"];
+    let subs = tempfile::tempdir().expect("tempdir");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(subs.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    for name in names {
+        copy_submission(
+            &fixtures().join("submissions").join(name),
+            &subs.path().join(name),
+        );
+    }
+
+    let native_out = tempfile::tempdir().expect("tempdir");
+    let native = Command::new(bin("poolgrade"))
+        .args(["grade", "--format", "json", "--out"])
+        .arg(native_out.path())
+        .args(names.map(|n| subs.path().join(n)))
+        .output()
+        .expect("run poolgrade grade");
+    let native_code = native.status.code();
+    assert!(
+        matches!(native_code, Some(0 | 1)),
+        "native grading failed: {}",
+        String::from_utf8_lossy(&native.stderr)
+    );
+    let native_verdicts = verdicts_of(&String::from_utf8_lossy(&native.stdout));
+
+    let results = tempfile::tempdir().expect("tempdir");
+    let project = format!("poolgrade-test-{}", std::process::id());
+    let (name, tag) = image_ref();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/compose-grade.sh");
+    let run = Command::new(&script)
+        .arg(subs.path())
+        .arg(results.path())
+        .env("POOLGRADE_IMAGE", format!("{name}:{tag}"))
+        .env("COMPOSE_PROJECT_NAME", &project)
+        .env_remove("RUBRIC")
+        .output()
+        .expect("run scripts/compose-grade.sh");
+    let log = format!(
+        "{} ({}):\n{}{}",
+        script.display(),
+        compose.join(" "),
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let left = compose_leftovers(&project);
+    assert!(left.is_empty(), "compose left {left:?} behind");
+    assert_eq!(
+        run.status.code(),
+        native_code,
+        "the compose run exits with the native status; {log}"
+    );
+    let merged = std::fs::read_to_string(results.path().join("events.jsonl"))
+        .unwrap_or_else(|e| panic!("no merged events.jsonl ({e}); {log}"));
+    let container_verdicts = verdicts_of(&merged);
+
+    // Both submissions, both stages, every check of each: a comparison of nothing passes
+    // nothing.
+    for n in names {
+        let stages = native_verdicts.get(n).map_or(0, |s| s.len());
+        assert_eq!(stages, 2, "native grading of {n} has {stages} stages");
+    }
+    let all: Vec<&String> = native_verdicts
+        .values()
+        .flat_map(|s| s.values())
+        .flat_map(|c| c.values())
+        .collect();
+    assert!(
+        all.iter().any(|v| *v == "passed") && all.iter().any(|v| *v == "failed"),
+        "the fixtures should give both verdicts natively: {native_verdicts:?}"
+    );
+    assert_eq!(
+        container_verdicts, native_verdicts,
+        "verdicts through compose (left) versus native (right)"
+    );
+
+    // The report container wrote the same result files as native grading.
+    for n in names {
+        for file in [
+            "results.json",
+            "junit.xml",
+            "classroom.json",
+            "prairielearn.json",
+        ] {
+            let path = results.path().join(n).join(file);
+            assert!(path.is_file(), "{} missing; {log}", path.display());
+        }
+        let gradescope: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(results.path().join(n).join("results.json")).unwrap(),
+        )
+        .expect("results.json parses");
+        let checks: usize = native_verdicts[n].values().map(|c| c.len()).sum();
+        assert_eq!(
+            gradescope["tests"].as_array().map(|t| t.len()),
+            Some(checks),
+            "{n}: one Gradescope test per check"
+        );
+    }
+    assert!(results.path().join("gradebook.csv").is_file(), "{log}");
 }
