@@ -19,9 +19,11 @@ if [ -z "${POOLGRADE:-}" ]; then
   cargo build --release --quiet --bin poolgrade
   POOLGRADE=target/release/poolgrade
 fi
-work=$(mktemp -d)
+work=${KEEP:-$(mktemp -d)}
+mkdir -p "$work"
 stress_pid=""
-cleanup() { [ -n "$stress_pid" ] && kill "$stress_pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
+# The runs' events stay in $KEEP (default: a temporary folder, removed at the end).
+cleanup() { [ -n "$stress_pid" ] && kill "$stress_pid" 2>/dev/null; wait 2>/dev/null; [ -n "${KEEP:-}" ] || rm -rf "$work"; }
 trap cleanup EXIT INT TERM
 stress-ng --cpu "$(nproc)" --timeout 3600s --quiet &
 stress_pid=$!
@@ -32,7 +34,8 @@ for run in $(seq 1 "$RUNS"); do
   "$POOLGRADE" grade --format json --out "$work/out-$run" tests/fixtures/submissions/*/ \
     > "$work/run-$run.jsonl" 2> "$work/run-$run.err" || status=$?
   secs=$(awk "BEGIN { print $(date +%s.%N) - $start }")
-  line=$(python3 scripts/compare-verdicts.py "$work/run-$run.jsonl" | tee "$work/cmp-$run.txt" | tail -1)
+  python3 scripts/compare-verdicts.py "$work/run-$run.jsonl" > "$work/cmp-$run.txt" || true
+  line=$(tail -1 "$work/cmp-$run.txt")
   grep MISGRADE "$work/cmp-$run.txt" || true
   n=$(echo "$line" | awk '{print $2}')
   total_misgrades=$((total_misgrades + n))

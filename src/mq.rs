@@ -422,20 +422,30 @@ pub fn list_queues() -> io::Result<Vec<QueueInfo>> {
         .collect())
 }
 
+/// Test support shared by the crate's unit tests.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod test_support {
+    use super::MessageQueue;
 
     /// A private queue removed when the test ends, pass or fail.
-    struct Scratch(MessageQueue);
+    pub(crate) struct Scratch(pub(crate) MessageQueue);
+
     impl Drop for Scratch {
         fn drop(&mut self) {
             let _ = self.0.remove();
         }
     }
-    fn scratch() -> Scratch {
+
+    /// A fresh private queue (no key can collide with it).
+    pub(crate) fn scratch() -> Scratch {
         Scratch(MessageQueue::create_private(0o600).expect("create private queue"))
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::scratch;
+    use super::*;
 
     #[test]
     fn round_trip_keeps_type_and_bytes() {

@@ -106,6 +106,60 @@ impl Report {
     }
 }
 
+/// Evaluates to the value of an `Ok`, or returns the `Err`'s outcome from the check: for the
+/// steps (starting the server, sending a burst) whose failure already decides the verdict.
+macro_rules! or_return {
+    ($step:expr) => {
+        match $step {
+            Ok(value) => value,
+            Err(outcome) => return *outcome,
+        }
+    };
+}
+
+impl Report {
+    /// Starts a fresh server with this work delay; if it never comes up, the failed outcome.
+    fn start(
+        &self,
+        expected: &str,
+        launcher: &dyn Launcher,
+        base: &LaunchSpec,
+        p: &CheckParams,
+        delay: f64,
+    ) -> Result<Running, Box<Outcome>> {
+        start(launcher, base, p, delay)
+            .map(|(running, _)| running)
+            .map_err(|ns| Box::new(not_started(self, expected, ns)))
+    }
+
+    /// Sends a burst of `n` requests from fresh pids; if the queue refuses them, the failed
+    /// outcome.
+    fn burst(
+        &self,
+        expected: &str,
+        running: &Running,
+        pids: &mut Pids,
+        n: usize,
+    ) -> Result<Vec<probe::Pending>, Box<Outcome>> {
+        probe::burst(running.queue, pids, n).map_err(|e| {
+            Box::new(self.fail(
+                expected,
+                format!("sending failed: {e}"),
+                "keep the queue open while serving",
+                Some(running.sut.as_ref()),
+            ))
+        })
+    }
+}
+
+/// "only 3 of 8 replies arrived", and how the server ended if it did.
+fn missing_replies(served: usize, n: usize, exit: Option<Exit>) -> String {
+    let ended = exit
+        .map(|e| format!("; the server ended ({e})"))
+        .unwrap_or_default();
+    format!("only {served} of {n} replies arrived{ended}")
+}
+
 /// A started server with its queue.
 struct Running {
     sut: Box<dyn Sut>,
@@ -322,10 +376,7 @@ fn reply(launcher: &dyn Launcher, base: &LaunchSpec, p: &CheckParams) -> Outcome
         "one client sent its pid (type 1) and waited, blocked, for type pid+3",
     );
     let expected = "exactly one reply of type pid+3 whose text is the current date and time";
-    let (mut running, _) = match start(launcher, base, p, 0.0) {
-        Ok(s) => s,
-        Err(ns) => return not_started(&r, expected, ns),
-    };
+    let mut running = or_return!(r.start(expected, launcher, base, p, 0.0));
     let timeout = p.start_timeout;
     let (pid, got) = match &p.client_exe {
         Some(exe) => match real_client(exe, p.key, timeout) {
@@ -501,22 +552,9 @@ fn routing(launcher: &dyn Launcher, base: &LaunchSpec, p: &CheckParams) -> Outco
     );
     let expected =
         "each client gets exactly one reply, of its own type pid+3; nothing else left in the queue";
-    let (mut running, _) = match start(launcher, base, p, delay) {
-        Ok(s) => s,
-        Err(ns) => return not_started(&r, expected, ns),
-    };
+    let mut running = or_return!(r.start(expected, launcher, base, p, delay));
     let mut pids = Pids::new();
-    let mut pending = match probe::burst(running.queue, &mut pids, n) {
-        Ok(x) => x,
-        Err(e) => {
-            return r.fail(
-                expected,
-                format!("sending the requests failed: {e}"),
-                "keep the queue open while serving",
-                Some(running.sut.as_ref()),
-            )
-        }
-    };
+    let mut pending = or_return!(r.burst(expected, &running, &mut pids, n));
     let budget = Duration::from_secs_f64(waves_of(n, 1) as f64 * delay) + p.start_timeout;
     let got = probe::collect(&mut pending, Instant::now() + budget);
     std::thread::sleep(Duration::from_millis(300));
@@ -562,10 +600,7 @@ fn no_theft(launcher: &dyn Launcher, base: &LaunchSpec, p: &CheckParams) -> Outc
         format!("{k} clients sent requests but started reading only after the replies were sent"),
     );
     let expected = "the replies wait in the queue until their clients read them";
-    let (mut running, _) = match start(launcher, base, p, 0.0) {
-        Ok(s) => s,
-        Err(ns) => return not_started(&r, expected, ns),
-    };
+    let mut running = or_return!(r.start(expected, launcher, base, p, 0.0));
     let mut pids = Pids::new();
     let me = std::process::id() as i32;
     let chosen: Vec<i64> = (0..k).map(|_| pids.take()).collect();
@@ -635,23 +670,10 @@ fn concurrency(launcher: &dyn Launcher, base: &LaunchSpec, p: &CheckParams) -> O
         n as f64 * d,
         limit
     );
-    let (mut running, _) = match start(launcher, base, p, d) {
-        Ok(s) => s,
-        Err(ns) => return not_started(&r, &expected, ns),
-    };
+    let mut running = or_return!(r.start(&expected, launcher, base, p, d));
     let mut pids = Pids::new();
     let began = Instant::now();
-    let mut pending = match probe::burst(running.queue, &mut pids, n) {
-        Ok(x) => x,
-        Err(e) => {
-            return r.fail(
-                &expected,
-                format!("sending failed: {e}"),
-                "keep the queue open",
-                Some(running.sut.as_ref()),
-            )
-        }
-    };
+    let mut pending = or_return!(r.burst(&expected, &running, &mut pids, n));
     let got = probe::collect(
         &mut pending,
         began + Duration::from_secs_f64(n as f64 * d) + p.start_timeout,
@@ -670,11 +692,7 @@ fn concurrency(launcher: &dyn Launcher, base: &LaunchSpec, p: &CheckParams) -> O
     let exit = running.sut.poll_exit();
     let (observed, hint) = if served < n {
         (
-            format!(
-                "only {served} of {n} replies arrived{}",
-                exit.map(|e| format!("; the server ended ({e})"))
-                    .unwrap_or_default()
-            ),
+            missing_replies(served, n, exit),
             "some requests got no reply, so their timing cannot be judged: see the routing check",
         )
     } else {
@@ -705,10 +723,7 @@ fn spawn(launcher: &dyn Launcher, base: &LaunchSpec, p: &CheckParams) -> Outcome
     let expected = format!(
         "live threads rise by at least {need} under {n} concurrent requests, and the second burst is served by at least {need} new threads"
     );
-    let (mut running, _) = match start(launcher, base, p, d) {
-        Ok(s) => s,
-        Err(ns) => return not_started(&r, &expected, ns),
-    };
+    let mut running = or_return!(r.start(&expected, launcher, base, p, d));
     let sampler = ThreadSampler::start(running.sut.tree_root(), Duration::from_millis(5));
     let baseline = idle_baseline(&sampler);
     let mut pids = Pids::new();
@@ -718,17 +733,7 @@ fn spawn(launcher: &dyn Launcher, base: &LaunchSpec, p: &CheckParams) -> Outcome
     for _ in 0..2 {
         sampler.reset();
         let began = Instant::now();
-        let mut pending = match probe::burst(running.queue, &mut pids, n) {
-            Ok(x) => x,
-            Err(e) => {
-                return r.fail(
-                    &expected,
-                    format!("sending failed: {e}"),
-                    "keep the queue open",
-                    Some(running.sut.as_ref()),
-                )
-            }
-        };
+        let mut pending = or_return!(r.burst(&expected, &running, &mut pids, n));
         let got = probe::collect(
             &mut pending,
             began + Duration::from_secs_f64(n as f64 * d) + p.start_timeout,
@@ -740,11 +745,7 @@ fn spawn(launcher: &dyn Launcher, base: &LaunchSpec, p: &CheckParams) -> Outcome
             let exit = running.sut.poll_exit();
             return r.fail(
                 &expected,
-                format!(
-                    "only {served} of {n} replies arrived{}",
-                    exit.map(|e| format!("; the server ended ({e})"))
-                        .unwrap_or_default()
-                ),
+                missing_replies(served, n, exit),
                 "every request must be answered (see the routing and concurrency checks)",
                 Some(running.sut.as_ref()),
             );
@@ -784,26 +785,13 @@ fn pool_bounded(launcher: &dyn Launcher, base: &LaunchSpec, p: &CheckParams) -> 
         1.5 * d,
         late.as_secs_f64()
     );
-    let (running, _) = match start(launcher, base, p, d) {
-        Ok(s) => s,
-        Err(ns) => return not_started(&r, &expected, ns),
-    };
+    let running = or_return!(r.start(&expected, launcher, base, p, d));
     let sampler = ThreadSampler::start(running.sut.tree_root(), Duration::from_millis(5));
     let baseline = idle_baseline(&sampler);
     sampler.reset();
     let mut pids = Pids::new();
     let began = Instant::now();
-    let mut pending = match probe::burst(running.queue, &mut pids, n) {
-        Ok(x) => x,
-        Err(e) => {
-            return r.fail(
-                &expected,
-                format!("sending failed: {e}"),
-                "keep the queue open",
-                Some(running.sut.as_ref()),
-            )
-        }
-    };
+    let mut pending = or_return!(r.burst(&expected, &running, &mut pids, n));
     let got = probe::collect(&mut pending, began + late + p.start_timeout);
     sampler.wait_samples(2, Duration::from_secs(1));
     let seen = sampler.snapshot();
@@ -843,27 +831,14 @@ fn pool_reuse(launcher: &dyn Launcher, base: &LaunchSpec, p: &CheckParams) -> Ou
     );
     let expected =
         "the second burst is served by the same threads as the first (at most 1 new thread)";
-    let (mut running, _) = match start(launcher, base, p, d) {
-        Ok(s) => s,
-        Err(ns) => return not_started(&r, expected, ns),
-    };
+    let mut running = or_return!(r.start(expected, launcher, base, p, d));
     let sampler = ThreadSampler::start(running.sut.tree_root(), Duration::from_millis(5));
     let _ = idle_baseline(&sampler);
     let mut pids = Pids::new();
     let mut sets = Vec::new();
     for _ in 0..2 {
         let began = Instant::now();
-        let mut pending = match probe::burst(running.queue, &mut pids, n) {
-            Ok(x) => x,
-            Err(e) => {
-                return r.fail(
-                    expected,
-                    format!("sending failed: {e}"),
-                    "keep the queue open",
-                    Some(running.sut.as_ref()),
-                )
-            }
-        };
+        let mut pending = or_return!(r.burst(expected, &running, &mut pids, n));
         let got = probe::collect(
             &mut pending,
             began + Duration::from_secs_f64(n as f64 * d) + p.start_timeout,
@@ -873,11 +848,7 @@ fn pool_reuse(launcher: &dyn Launcher, base: &LaunchSpec, p: &CheckParams) -> Ou
             let exit = running.sut.poll_exit();
             return r.fail(
                 expected,
-                format!(
-                    "only {served} of {n} replies arrived{}",
-                    exit.map(|e| format!("; the server ended ({e})"))
-                        .unwrap_or_default()
-                ),
+                missing_replies(served, n, exit),
                 "every request must be answered (see routing)",
                 Some(running.sut.as_ref()),
             );
@@ -916,10 +887,7 @@ fn robustness(launcher: &dyn Launcher, base: &LaunchSpec, p: &CheckParams) -> Ou
         "sent malformed requests one by one (non-numeric, empty, oversized, negative pid, non-UTF-8, unknown type), each followed by a valid request",
     );
     let expected = "the server stays alive and answers the valid request after each malformed one";
-    let (mut running, _) = match start(launcher, base, p, 0.0) {
-        Ok(s) => s,
-        Err(ns) => return not_started(&r, expected, ns),
-    };
+    let mut running = or_return!(r.start(expected, launcher, base, p, 0.0));
     let mut pids = Pids::new();
     for (what, mtype, body) in &bad {
         if let Err(e) = running.queue.send(*mtype, body, Wait::NoWait) {
@@ -972,10 +940,7 @@ fn termination(launcher: &dyn Launcher, base: &LaunchSpec, p: &CheckParams) -> O
         "the server exits with status 0 within {:.1} s",
         p.stop_timeout.as_secs_f64()
     );
-    let (mut running, _) = match start(launcher, base, p, 0.0) {
-        Ok(s) => s,
-        Err(ns) => return not_started(&r, &expected, ns),
-    };
+    let mut running = or_return!(r.start(&expected, launcher, base, p, 0.0));
     let began = Instant::now();
     match stop_and_wait(&mut running, p) {
         Ok(Some(Exit::Code(0))) => r.pass(
@@ -1011,22 +976,9 @@ fn drain(launcher: &dyn Launcher, base: &LaunchSpec, p: &CheckParams) -> Outcome
         format!("{k} requests to a server with TIMESERVER_DELAY={d}; once it had taken them all from the queue, the stop message"),
     );
     let expected = "every request taken before the stop still gets its reply";
-    let (mut running, _) = match start(launcher, base, p, d) {
-        Ok(s) => s,
-        Err(ns) => return not_started(&r, expected, ns),
-    };
+    let mut running = or_return!(r.start(expected, launcher, base, p, d));
     let mut pids = Pids::new();
-    let mut pending = match probe::burst(running.queue, &mut pids, k) {
-        Ok(x) => x,
-        Err(e) => {
-            return r.fail(
-                expected,
-                format!("sending failed: {e}"),
-                "keep the queue open",
-                Some(running.sut.as_ref()),
-            )
-        }
-    };
+    let mut pending = or_return!(r.burst(expected, &running, &mut pids, k));
     // Wait until the server has taken every request (the queue holds no request).
     let deadline = Instant::now() + p.start_timeout;
     while Instant::now() < deadline {
@@ -1081,10 +1033,7 @@ fn cleanup(launcher: &dyn Launcher, base: &LaunchSpec, p: &CheckParams) -> Outco
         "queue {} no longer exists once the server has stopped",
         p.key
     );
-    let (mut running, _) = match start(launcher, base, p, 0.0) {
-        Ok(s) => s,
-        Err(ns) => return not_started(&r, &expected, ns),
-    };
+    let mut running = or_return!(r.start(&expected, launcher, base, p, 0.0));
     match stop_and_wait(&mut running, p) {
         Ok(Some(_)) => {
             if MessageQueue::exists(p.key) {

@@ -197,13 +197,7 @@ pub fn wait_for_queue(key: i32, timeout: Duration) -> Option<MessageQueue> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    struct Scratch(MessageQueue);
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = self.0.remove();
-        }
-    }
+    use crate::mq::test_support::scratch;
 
     /// An echo "server" on a thread: replies to each request with the given text.
     fn echo(queue: MessageQueue, n: usize, text: &'static str) -> std::thread::JoinHandle<()> {
@@ -220,7 +214,7 @@ mod tests {
 
     #[test]
     fn burst_clients_each_get_their_own_reply() {
-        let q = Scratch(MessageQueue::create_private(0o600).unwrap());
+        let q = scratch();
         let server = echo(q.0, 5, "hi");
         let mut pids = Pids::new();
         let mut pending = burst(q.0, &mut pids, 5).unwrap();
@@ -236,7 +230,7 @@ mod tests {
 
     #[test]
     fn a_missing_reply_is_nothing_after_the_deadline() {
-        let q = Scratch(MessageQueue::create_private(0o600).unwrap());
+        let q = scratch();
         let mut p = request(q.0, 77).unwrap();
         let got = p.wait_until(Instant::now() + Duration::from_millis(50));
         assert_eq!(got, Got::Nothing);
