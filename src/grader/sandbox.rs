@@ -265,9 +265,10 @@ fn copy_submission(from: &Path, to: &Path, max_bytes: u64) -> Result<(), LaunchE
 }
 
 /// A control group holding one server's whole process tree (cgroup v1 `cpu`, `pids` and
-/// `memory`, or the v2 equivalents): the tree gets one fair share of the CPU and at most one
-/// core, however many processes it forks, a process cap that binds root too, and a cap on
-/// its resident memory. Best effort:
+/// `memory`, or the v2 equivalents): the tree gets one fair share of the CPU and at most half
+/// a core (a time server needs a few milliseconds per request; a spinning one must not starve
+/// the servers graded beside it), however many processes it forks, a process cap that binds
+/// root too, and a cap on its resident memory. Best effort:
 /// where cgroups cannot be written (no root, read-only cgroupfs) the rlimits remain.
 #[derive(Debug)]
 pub struct Cgroup {
@@ -282,10 +283,10 @@ impl Cgroup {
         let quota = |dir: &Path, v2: bool| {
             let pids = fs::write(dir.join("pids.max"), limits.max_processes.to_string());
             let cpu = if v2 {
-                fs::write(dir.join("cpu.max"), "100000 100000")
+                fs::write(dir.join("cpu.max"), "50000 100000")
             } else {
                 fs::write(dir.join("cpu.cfs_period_us"), "100000")
-                    .and_then(|_| fs::write(dir.join("cpu.cfs_quota_us"), "100000"))
+                    .and_then(|_| fs::write(dir.join("cpu.cfs_quota_us"), "50000"))
             };
             pids.is_ok() || cpu.is_ok()
         };
@@ -325,6 +326,23 @@ impl Cgroup {
         self.dirs.iter().map(|d| d.join("cgroup.procs")).collect()
     }
 
+    /// The `pids.events` file, whose `max` counter says how often a fork was refused.
+    pub fn pids_events(&self) -> Option<PathBuf> {
+        self.dirs
+            .iter()
+            .map(|d| d.join("pids.events"))
+            .find(|f| f.is_file())
+    }
+
+    /// Whether the group has refused a fork for reaching its process limit.
+    pub fn hit_process_limit(events: &Path) -> bool {
+        fs::read_to_string(events).is_ok_and(|text| {
+            text.lines()
+                .filter_map(|l| l.strip_prefix("max "))
+                .any(|n| n.trim().parse::<u64>().is_ok_and(|n| n > 0))
+        })
+    }
+
     /// Moves the calling process into the group (its children follow).
     pub fn join(procs_files: &[PathBuf]) {
         for f in procs_files {
@@ -359,6 +377,9 @@ pub struct InitRequest {
     /// `cgroup.procs` files to join before starting the server.
     #[serde(default)]
     pub cgroups: Vec<PathBuf>,
+    /// The group's `pids.events`: the server is killed as soon as it hits the process limit.
+    #[serde(default)]
+    pub pids_events: Option<PathBuf>,
 }
 
 /// Launches servers under a `__init` of their own, inside the namespaces the calling check
@@ -419,6 +440,7 @@ impl Launcher for NativeLauncher {
             program: resolved,
             run_as,
             cgroups: cgroup.as_ref().map(Cgroup::procs_files).unwrap_or_default(),
+            pids_events: cgroup.as_ref().and_then(Cgroup::pids_events),
         };
         let json = serde_json::to_string(&request)
             .map_err(|e| LaunchError::Isolation(format!("encoding the request: {e}")))?;
@@ -708,7 +730,9 @@ pub fn init_main(request_json: &str) -> i32 {
         .envs(request.spec.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::from(stderr))
-        .stderr(Stdio::inherit());
+        .stderr(Stdio::inherit())
+        // Its own process group too, so no signal meant for the grader's group reaches it.
+        .process_group(0);
     if let Ok(tz) = std::env::var("TZ") {
         cmd.env("TZ", tz);
     }
@@ -731,8 +755,27 @@ pub fn init_main(request_json: &str) -> i32 {
     // Wait for the server; on SIGTERM (sent by the check, or by the kernel when the check
     // process dies: our parent-death signal) kill it, which ends its whole PID namespace.
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let mut polls: u32 = 0;
+    let mut limit_hit = false;
     loop {
         if term.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ = nix::sys::signal::kill(server_pid, Signal::SIGKILL);
+        }
+        // A tree that hits its process limit is forking without bound: every refused fork
+        // costs the kernel a copy of the process, for everyone on the machine. Stop it now.
+        polls = polls.wrapping_add(1);
+        if !limit_hit
+            && polls % 5 == 0
+            && request
+                .pids_events
+                .as_deref()
+                .is_some_and(Cgroup::hit_process_limit)
+        {
+            eprintln!(
+                "poolgrade: the server reached the limit of {} processes and threads, and was killed",
+                request.spec.limits.max_processes
+            );
+            limit_hit = true;
             let _ = nix::sys::signal::kill(server_pid, Signal::SIGKILL);
         }
         match waitpid(server_pid, Some(WaitPidFlag::WNOHANG)) {
