@@ -102,7 +102,7 @@ impl Default for Pids {
 }
 
 /// Starts a thread blocked on `pid`'s reply type, and returns once the kernel shows it
-/// asleep in `msgrcv` (or after a short grace period where `/proc` cannot tell).
+/// asleep in `msgrcv` (or after 5 s where `/proc` cannot tell).
 pub fn start_waiter(queue: MessageQueue, pid: i64) -> Pending {
     let (tx, rx) = mpsc::channel();
     let (tid_tx, tid_rx) = mpsc::channel();
@@ -117,7 +117,9 @@ pub fn start_waiter(queue: MessageQueue, pid: i64) -> Pending {
     });
     if let Ok(tid) = tid_rx.recv_timeout(Duration::from_secs(5)) {
         let me = std::process::id();
-        let deadline = Instant::now() + Duration::from_millis(500);
+        // Returns as soon as it is blocked; the long bound only matters on a starved machine,
+        // where sending before the client waits would leave its reply exposed in the queue.
+        let deadline = Instant::now() + Duration::from_secs(5);
         // A message already queued wakes it at once: then it is done, not blocked.
         while !done.load(Ordering::Acquire)
             && !super::procfs::blocked_in_msgrcv(me, tid)

@@ -216,6 +216,9 @@ pub fn check_main() -> i32 {
     let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
     let reply = (|| {
         let isolation = sandbox::enter_namespaces().map_err(|e| e.to_string())?;
+        if matches!(isolation, sandbox::Isolation::Root { .. }) {
+            sandbox::Cgroup::join_probe_group();
+        }
         let mut input = String::new();
         std::io::stdin()
             .read_to_string(&mut input)
