@@ -5,7 +5,8 @@
 # failure). Always removes the containers and the volumes afterwards.
 #
 #   scripts/compose-grade.sh [SUBMISSIONS_DIR [RESULTS_DIR]]
-#     SUBMISSIONS_DIR  a folder of submission folders (default $SUBMISSIONS or ./samples)
+#     SUBMISSIONS_DIR  a folder of submission folders (default $SUBMISSIONS or ./submissions;
+#                      when that holds no folder, the bundled ./samples are graded)
 #     RESULTS_DIR      where the reports go (default $RESULTS or ./results): per submission
 #                      results.json, junit.xml, classroom.json, prairielearn.json; gradebook.csv;
 #                      events.jsonl (every check's event, as `poolgrade grade --format json`)
@@ -15,7 +16,8 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-SUBMISSIONS="${1:-${SUBMISSIONS:-./samples}}"
+SUBMISSIONS="${1:-${SUBMISSIONS:-./submissions}}"
+[ "$SUBMISSIONS" = ./submissions ] && mkdir -p ./submissions
 RESULTS="${2:-${RESULTS:-./results}}"
 
 if docker compose version >/dev/null 2>&1; then
