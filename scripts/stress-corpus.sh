@@ -24,7 +24,8 @@ mkdir -p "$work"
 stress_pid=""
 # The runs' events stay in $KEEP (default: a temporary folder, removed at the end).
 cleanup() { [ -n "$stress_pid" ] && kill "$stress_pid" 2>/dev/null; wait 2>/dev/null; [ -n "${KEEP:-}" ] || rm -rf "$work"; }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 stress-ng --cpu "$(nproc)" --timeout 3600s --quiet &
 stress_pid=$!
 total_misgrades=0
