@@ -488,7 +488,8 @@ fn compose_leftovers(project: &str) -> Vec<String> {
 /// get the same verdict for every check of both stages, the same exit status, the result
 /// files, and nothing is left behind.
 #[test]
-#[serial(docker)]
+// Also grades natively: never beside the grader tests, which look for leftover sandboxes.
+#[serial(docker, sandbox)]
 fn compose_grading_gives_the_native_verdicts_check_by_check() {
     use crate::common::{bin, fixtures, python_sysv_ipc};
     let test = "compose_grading_gives_the_native_verdicts_check_by_check";

@@ -3,8 +3,9 @@
 //! every check in both modes; the result files parsed back; the exit-code contract; and
 //! hostile submissions contained with nothing left behind.
 //!
-//! The tests run one at a time (`#[serial]`): "no sandboxed process is left" looks at the
-//! whole machine, and two graders at once would see each other's live servers.
+//! The tests run one at a time (`#[serial(sandbox)]`, shared with the container test that
+//! also grades natively): "no sandboxed process is left" looks at the whole machine, and two
+//! graders at once would see each other's live servers.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -136,7 +137,7 @@ fn verdicts(stdout: &str) -> Expected {
 }
 
 #[test]
-#[serial]
+#[serial(sandbox)]
 fn corpus_verdicts_match_the_expected_data() {
     if !python_sysv_ipc() {
         return;
@@ -179,7 +180,7 @@ fn corpus_verdicts_match_the_expected_data() {
 }
 
 #[test]
-#[serial]
+#[serial(sandbox)]
 fn corpus_result_files_parse_back_and_agree() {
     if !python_sysv_ipc() {
         return;
@@ -233,7 +234,7 @@ fn corpus_result_files_parse_back_and_agree() {
 }
 
 #[test]
-#[serial]
+#[serial(sandbox)]
 fn corpus_grading_leaves_no_process_and_no_queue() {
     if !python_sysv_ipc() {
         return;
@@ -259,7 +260,7 @@ fn timeserver_check(stage: &str, mode: &str) -> assert_cmd::assert::Assert {
 }
 
 #[test]
-#[serial]
+#[serial(sandbox)]
 fn the_reference_server_passes_every_spawn_check() {
     timeserver_check("spawn", "spawn")
         .success()
@@ -267,7 +268,7 @@ fn the_reference_server_passes_every_spawn_check() {
 }
 
 #[test]
-#[serial]
+#[serial(sandbox)]
 fn the_reference_server_passes_every_pool_check() {
     timeserver_check("pool", "pool")
         .success()
@@ -275,7 +276,7 @@ fn the_reference_server_passes_every_pool_check() {
 }
 
 #[test]
-#[serial]
+#[serial(sandbox)]
 fn the_reference_pool_fails_the_spawn_stage_and_inline_fails_concurrency() {
     timeserver_check("spawn", "pool")
         .code(1)
@@ -286,7 +287,7 @@ fn the_reference_pool_fails_the_spawn_stage_and_inline_fails_concurrency() {
 }
 
 #[test]
-#[serial]
+#[serial(sandbox)]
 fn check_writes_gradescope_and_junit_for_one_stage() {
     let out = tempfile::tempdir().unwrap();
     Command::new(bin("poolgrade"))
@@ -315,7 +316,7 @@ fn check_writes_gradescope_and_junit_for_one_stage() {
 }
 
 #[test]
-#[serial]
+#[serial(sandbox)]
 fn a_missing_command_cannot_be_graded() {
     Command::new(bin("poolgrade"))
         .args(["check", "--stage", "pool", "--", "no-such-server-program"])
@@ -325,7 +326,7 @@ fn a_missing_command_cannot_be_graded() {
 }
 
 #[test]
-#[serial]
+#[serial(sandbox)]
 fn bad_arguments_cannot_be_graded() {
     Command::new(bin("poolgrade"))
         .args(["check", "--stage", "threads", "--", "true"])
@@ -339,7 +340,7 @@ fn bad_arguments_cannot_be_graded() {
 }
 
 #[test]
-#[serial]
+#[serial(sandbox)]
 fn a_broken_rubric_names_its_line() {
     let dir = tempfile::tempdir().unwrap();
     let rubric = dir.path().join("rubric.toml");
@@ -389,37 +390,37 @@ fn assert_contained(name: &str) {
 }
 
 #[test]
-#[serial]
+#[serial(sandbox)]
 fn a_fork_bomb_is_contained() {
     assert_contained("hostile-fork-bomb");
 }
 
 #[test]
-#[serial]
+#[serial(sandbox)]
 fn a_memory_hog_is_contained() {
     assert_contained("hostile-memory-hog");
 }
 
 #[test]
-#[serial]
+#[serial(sandbox)]
 fn an_infinite_loop_is_contained() {
     assert_contained("hostile-infinite-loop");
 }
 
 #[test]
-#[serial]
+#[serial(sandbox)]
 fn a_queue_flood_is_contained() {
     assert_contained("hostile-queue-flood");
 }
 
 #[test]
-#[serial]
+#[serial(sandbox)]
 fn a_server_deleting_the_queue_is_contained() {
     assert_contained("hostile-deletes-queue");
 }
 
 #[test]
-#[serial]
+#[serial(sandbox)]
 fn an_escaping_daemon_dies_with_its_server() {
     if !python_sysv_ipc() {
         return;
@@ -430,7 +431,7 @@ fn an_escaping_daemon_dies_with_its_server() {
 }
 
 #[test]
-#[serial]
+#[serial(sandbox)]
 fn megabytes_of_output_are_capped_in_the_feedback() {
     if !python_sysv_ipc() {
         return;
@@ -448,7 +449,7 @@ fn megabytes_of_output_are_capped_in_the_feedback() {
 /// The sandbox's isolation, seen from inside: the server's network namespace has only a
 /// loopback interface, and it does not run as root.
 #[test]
-#[serial]
+#[serial(sandbox)]
 fn the_server_runs_without_network_and_without_root() {
     if !python_sysv_ipc() {
         return;
