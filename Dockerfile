@@ -12,6 +12,8 @@ ARG BASE_IMAGE=poolgrade-base:bookworm
 
 # Stage 1: take the staged binaries and prove they run on this base before shipping them.
 FROM ${BASE_IMAGE} AS bins
+# Marks this stage's image so that scripts/build-images.sh can prune it once it is dangling.
+LABEL org.poolgrade.build-stage="bins"
 COPY .build/bin/ /staging/
 RUN set -e; \
     for b in poolgrade timeserver timeclient; do \

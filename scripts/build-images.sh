@@ -58,6 +58,11 @@ t2=$(date +%s)
 
 log "docker build -t $TAG (base $BASE_IMAGE)"
 docker build --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "$TAG" -f Dockerfile .
+# No build leftovers beyond the named images: the untagged images of this Dockerfile (the
+# `bins` stage of the legacy builder, earlier builds of the tag) go.
+for label in org.poolgrade.build-stage=bins org.opencontainers.image.title=poolgrade; do
+  docker image prune --force --filter "label=$label" >/dev/null
+done
 t3=$(date +%s)
 
 log "timings: cargo $((t1 - t0))s, base $((t2 - t1))s, image $((t3 - t2))s, total $((t3 - t0))s"
