@@ -550,7 +550,7 @@ fn limited_exec(raw: OsString) -> ! {
         Ok(r) => r,
         Err(e) => fail(format!("bad {LIMITED_EXEC_ENV}: {e}")),
     };
-    if let Err(e) = apply_limits(&req.limits) {
+    if let Err(e) = req.limits.apply() {
         fail(format!("cannot set resource limits: {e}"));
     }
     let Some((program, args)) = req.command.split_first() else {
@@ -561,28 +561,6 @@ fn limited_exec(raw: OsString) -> ! {
         .env_remove(LIMITED_EXEC_ENV)
         .exec();
     fail(format!("cannot run {program}: {err}"))
-}
-
-/// Sets soft and hard rlimits from `limits` (0 means "leave as is"); never raises a hard limit.
-fn apply_limits(limits: &Limits) -> nix::Result<()> {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    let wanted = [
-        (Resource::RLIMIT_NPROC, limits.max_processes),
-        (
-            Resource::RLIMIT_AS,
-            limits.max_memory_mib.saturating_mul(1024 * 1024),
-        ),
-        (Resource::RLIMIT_CPU, limits.max_cpu_secs),
-    ];
-    for (resource, value) in wanted {
-        if value == 0 {
-            continue;
-        }
-        let (_, hard) = getrlimit(resource)?;
-        let v = value.min(hard);
-        setrlimit(resource, v, v)?;
-    }
-    Ok(())
 }
 
 /// A server the agent started and has not yet stopped.

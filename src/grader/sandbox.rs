@@ -32,7 +32,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nix::sched::CloneFlags;
-use nix::sys::resource::Resource;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
@@ -735,26 +734,6 @@ fn wait_namespace_empty(ns: &Path, timeout: Duration) {
     }
 }
 
-fn set_limits(limits: &Limits) -> nix::Result<()> {
-    use nix::sys::resource::setrlimit;
-    let mib = limits.max_memory_mib.saturating_mul(1 << 20);
-    setrlimit(
-        Resource::RLIMIT_NPROC,
-        limits.max_processes,
-        limits.max_processes,
-    )?;
-    setrlimit(Resource::RLIMIT_AS, mib, mib)?;
-    setrlimit(
-        Resource::RLIMIT_CPU,
-        limits.max_cpu_secs,
-        limits.max_cpu_secs + 1,
-    )?;
-    setrlimit(Resource::RLIMIT_CORE, 0, 0)?;
-    setrlimit(Resource::RLIMIT_FSIZE, 64 << 20, 64 << 20)?;
-    setrlimit(Resource::RLIMIT_NOFILE, 1024, 1024)?;
-    Ok(())
-}
-
 /// The body of `poolgrade __init REQUEST`: sets the limits, starts the server as PID 1 of a
 /// new PID namespace, and reports on its stdout `started`, then `exit code N` or
 /// `exit signal N` when the server's main process ends (the kernel then kills whatever the
@@ -774,7 +753,7 @@ pub fn init_main(request_json: &str) -> i32 {
             return 2;
         }
     };
-    if let Err(e) = set_limits(&request.spec.limits) {
+    if let Err(e) = request.spec.limits.apply() {
         let _ = writeln!(out, "spawn-error cannot set resource limits: {e}");
         return 2;
     }

@@ -35,6 +35,40 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// Applies the limits to the calling process, so that everything it starts inherits them:
+    /// `RLIMIT_NPROC`, `RLIMIT_AS` and `RLIMIT_CPU` from the fields (the CPU hard limit one
+    /// second above the soft one, so SIGXCPU comes before SIGKILL), no core files, files of
+    /// at most 64 MiB, at most 1024 open files. A limit is never raised above its current
+    /// hard value, so this works unprivileged too; a field of 0 leaves that limit alone.
+    pub fn apply(&self) -> nix::Result<()> {
+        use nix::sys::resource::{getrlimit, setrlimit, Resource};
+        let wanted = [
+            (Resource::RLIMIT_NPROC, self.max_processes, 0),
+            (
+                Resource::RLIMIT_AS,
+                self.max_memory_mib.saturating_mul(1 << 20),
+                0,
+            ),
+            (Resource::RLIMIT_CPU, self.max_cpu_secs, 1),
+            (Resource::RLIMIT_FSIZE, 64 << 20, 0),
+            (Resource::RLIMIT_NOFILE, 1024, 0),
+        ];
+        for (resource, value, headroom) in wanted {
+            if value == 0 {
+                continue;
+            }
+            let (_, hard) = getrlimit(resource)?;
+            setrlimit(
+                resource,
+                value.min(hard),
+                value.saturating_add(headroom).min(hard),
+            )?;
+        }
+        setrlimit(Resource::RLIMIT_CORE, 0, 0)
+    }
+}
+
 /// Everything needed to start one server.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LaunchSpec {
