@@ -9,7 +9,7 @@ use crate::grader::outcome::StageReport;
 
 /// The JUnit XML document for `reports` (any number of submissions, in order of first
 /// appearance). Every testcase has a classname; each failed one holds
-/// `<failure message="<first line of the feedback>" type="<id>">` with the whole feedback.
+/// `<failure message="<what the check observed>" type="<id>">` with the whole feedback.
 pub fn junit_xml(reports: &[StageReport]) -> String {
     let total_tests: usize = reports.iter().map(|r| r.outcomes.len()).sum();
     let total_failures: usize = reports
@@ -51,7 +51,9 @@ pub fn junit_xml(reports: &[StageReport]) -> String {
                     let _ = writeln!(xml, "{open}/>");
                 } else {
                     let feedback = clean_text(&o.feedback());
-                    let first = feedback.lines().next().unwrap_or_default();
+                    // What went wrong, in one line: CI summaries show only the message.
+                    let observed = clean_text(&o.observed);
+                    let first = observed.lines().next().unwrap_or_default();
                     let _ = writeln!(
                         xml,
                         "{open}>\n      <failure message=\"{}\" type=\"{}\">{}</failure>\n    </testcase>",
@@ -174,7 +176,7 @@ mod tests {
                         assert_eq!(f.text(), Some(feedback.as_str()));
                         assert_eq!(
                             attr(f, "message"),
-                            feedback.lines().next().expect("a first line")
+                            clean_text(&o.observed).lines().next().unwrap_or_default()
                         );
                         assert_eq!(attr(f, "type"), o.id.as_str());
                     }
