@@ -381,11 +381,6 @@ pub fn max_message_size() -> Option<usize> {
     read_sysctl("msgmax")
 }
 
-/// The kernel's default queue capacity in bytes (`/proc/sys/kernel/msgmnb`).
-pub fn default_queue_bytes() -> Option<usize> {
-    read_sysctl("msgmnb")
-}
-
 fn read_sysctl(name: &str) -> Option<usize> {
     std::fs::read_to_string(format!("/proc/sys/kernel/{name}"))
         .ok()?

@@ -152,12 +152,16 @@ impl Report {
     }
 }
 
+/// "; the server ended (exit status 1)" when it has ended, else nothing: the tail of an
+/// observation.
+fn ended(exit: Option<Exit>) -> String {
+    exit.map(|e| format!("; the server ended ({e})"))
+        .unwrap_or_default()
+}
+
 /// "only 3 of 8 replies arrived", and how the server ended if it did.
 fn missing_replies(served: usize, n: usize, exit: Option<Exit>) -> String {
-    let ended = exit
-        .map(|e| format!("; the server ended ({e})"))
-        .unwrap_or_default();
-    format!("only {served} of {n} replies arrived{ended}")
+    format!("only {served} of {n} replies arrived{}", ended(exit))
 }
 
 /// A started server with its queue.
@@ -440,9 +444,7 @@ fn reply(launcher: &dyn Launcher, base: &LaunchSpec, p: &CheckParams) -> Outcome
                 timeout.as_secs_f64(),
                 describe_strays(&stray, Some(pid))
             );
-            if let Some(exit) = alive {
-                observed.push_str(&format!("; the server ended ({exit})"));
-            }
+            observed.push_str(&ended(alive));
             r.fail(
                 expected,
                 observed,
@@ -582,9 +584,7 @@ fn routing(launcher: &dyn Launcher, base: &LaunchSpec, p: &CheckParams) -> Outco
     if others > 0 {
         observed.push_str(&format!("; {}", describe_strays(&stray, None)));
     }
-    if let Some(exit) = exit {
-        observed.push_str(&format!("; the server ended ({exit})"));
-    }
+    observed.push_str(&ended(exit));
     let hint = if duplicates > 0 {
         "each worker must use the pid of its own request: pass it as an argument to the thread or task, not through a shared variable"
     } else {
@@ -646,9 +646,7 @@ fn no_theft(launcher: &dyn Launcher, base: &LaunchSpec, p: &CheckParams) -> Outc
     }
     let exit = running.sut.poll_exit();
     let mut observed = format!("only {got} of {k} late readers got a reply");
-    if let Some(exit) = exit {
-        observed.push_str(&format!("; the server ended ({exit})"));
-    }
+    observed.push_str(&ended(exit));
     r.fail(
         expected,
         observed,
@@ -1013,9 +1011,7 @@ fn drain(launcher: &dyn Launcher, base: &LaunchSpec, p: &CheckParams) -> Outcome
     if removed {
         observed.push_str("; the queue was removed while they waited");
     }
-    if let Some(exit) = running.sut.poll_exit() {
-        observed.push_str(&format!("; the server ended ({exit})"));
-    }
+    observed.push_str(&ended(running.sut.poll_exit()));
     r.fail(
         expected,
         observed,

@@ -184,18 +184,6 @@ pub fn drain_queue(queue: MessageQueue) -> Vec<Message> {
     out
 }
 
-/// Waits up to `timeout` for a queue with `key` to exist.
-pub fn wait_for_queue(key: i32, timeout: Duration) -> Option<MessageQueue> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match MessageQueue::open(key) {
-            Ok(q) => return Some(q),
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
-            Err(_) => return None,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

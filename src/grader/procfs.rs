@@ -1,7 +1,7 @@
 //! What `/proc` says about a server: the processes of its tree, their live threads, and
 //! whether a thread is blocked in the message queue. Read-only; no `unsafe`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::fs;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -192,16 +192,6 @@ impl Drop for ThreadSampler {
     fn drop(&mut self) {
         self.halt();
     }
-}
-
-/// Counts the processes of a tree by their command name (`comm`), for feedback.
-pub fn tree_commands(root: u32) -> HashMap<String, usize> {
-    let mut out = HashMap::new();
-    for pid in descendants(root) {
-        let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        *out.entry(comm.trim().to_string()).or_insert(0) += 1;
-    }
-    out
 }
 
 #[cfg(test)]
