@@ -1,4 +1,6 @@
 //! System V message queues, safely, over `libc`: the only module of the crate with `unsafe` code.
+//! It also lists every System V IPC object of the namespace and removes one by id, which is
+//! how a sandbox's leftovers are cleared.
 //!
 //! A [`MessageQueue`] is a handle on a kernel queue named by a key (`key_t`). The wire format
 //! is the one of `msgsnd(2)`: a native `long` message type followed by the raw text, with no
@@ -398,10 +400,15 @@ pub struct QueueInfo {
     pub id: i32,
     /// Messages queued.
     pub messages: u64,
+    /// The owner's uid.
+    pub uid: u32,
+    /// The creator's uid.
+    pub cuid: u32,
 }
 
 /// Lists the queues alive in this process's IPC namespace, like `ipcs -q`.
 pub fn list_queues() -> io::Result<Vec<QueueInfo>> {
+    // key msqid perms cbytes qnum lspid lrpid uid gid cuid cgid stime rtime ctime
     let text = std::fs::read_to_string("/proc/sysvipc/msg")?;
     Ok(text
         .lines()
@@ -411,10 +418,85 @@ pub fn list_queues() -> io::Result<Vec<QueueInfo>> {
             Some(QueueInfo {
                 key: f.first()?.parse().ok()?,
                 id: f.get(1)?.parse().ok()?,
-                messages: f.get(5)?.parse().ok()?,
+                messages: f.get(4)?.parse().ok()?,
+                uid: f.get(7)?.parse().ok()?,
+                cuid: f.get(9)?.parse().ok()?,
             })
         })
         .collect())
+}
+
+/// The three kinds of System V IPC object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpcKind {
+    /// A message queue.
+    Queue,
+    /// A semaphore set.
+    Semaphores,
+    /// A shared memory segment.
+    SharedMemory,
+}
+
+/// An IPC object of this namespace and who owns it, from `/proc/sysvipc/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpcObject {
+    /// Its kind.
+    pub kind: IpcKind,
+    /// Its id.
+    pub id: i32,
+    /// The owner's uid.
+    pub uid: u32,
+    /// The creator's uid.
+    pub cuid: u32,
+}
+
+/// Every System V IPC object of this process's IPC namespace (queues, semaphore sets,
+/// shared memory segments), with owner and creator.
+pub fn list_ipc_objects() -> Vec<IpcObject> {
+    // (file, kind, column of uid, column of cuid); the id is always the second column.
+    let tables = [
+        ("msg", IpcKind::Queue, 7, 9),
+        ("sem", IpcKind::Semaphores, 4, 6),
+        ("shm", IpcKind::SharedMemory, 7, 9),
+    ];
+    let mut out = Vec::new();
+    for (file, kind, uid_col, cuid_col) in tables {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/sysvipc/{file}")) else {
+            continue;
+        };
+        out.extend(text.lines().skip(1).filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            Some(IpcObject {
+                kind,
+                id: f.get(1)?.parse().ok()?,
+                uid: f.get(uid_col)?.parse().ok()?,
+                cuid: f.get(cuid_col)?.parse().ok()?,
+            })
+        }));
+    }
+    out
+}
+
+/// Removes an IPC object by id (`IPC_RMID`); the caller must own or have created it (or be
+/// privileged). An object already gone counts as removed.
+pub fn remove_ipc_object(kind: IpcKind, id: i32) -> io::Result<()> {
+    // SAFETY: IPC_RMID ignores the buffer argument of all three calls, so a null pointer is
+    // allowed; the id is only a number the kernel checks.
+    let rc = unsafe {
+        match kind {
+            IpcKind::Queue => libc::msgctl(id, libc::IPC_RMID, std::ptr::null_mut()),
+            IpcKind::Semaphores => libc::semctl(id, 0, libc::IPC_RMID),
+            IpcKind::SharedMemory => libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()),
+        }
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let err = errno();
+    match err.raw_os_error() {
+        Some(libc::EIDRM) | Some(libc::EINVAL) => Ok(()),
+        _ => Err(err),
+    }
 }
 
 /// Test support shared by the crate's unit tests.

@@ -2,35 +2,27 @@
 //! (`poolgrade::grader`); this file parses arguments, picks reporters and maps the result to
 //! an exit code.
 
-use std::fs::File;
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::io;
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use poolgrade::grader::agent::{self, AgentLauncher, AgentOptions};
-use poolgrade::grader::batch::{self, BatchOutcome, Shard, ShardError, ShardRecord};
+use poolgrade::grader::agent::{self, AgentOptions};
+use poolgrade::grader::batch::{self, BatchOutcome};
+use poolgrade::grader::checks;
 use poolgrade::grader::outcome::Stage;
 use poolgrade::grader::report::{HumanReporter, JsonLinesReporter, Reporter, Tee};
 use poolgrade::grader::rubric::Rubric;
 use poolgrade::grader::runner::{self, Executor};
-use poolgrade::grader::{checks, sandbox};
+use poolgrade::grader::sandbox::{self, enter, local, native, Backend};
 
 const AFTER_HELP: &str = "\
 Exit codes:
   0  every check passed
   1  at least one check failed
-  2  could not grade at all (bad arguments, rubric error, command not found, no isolation)";
-
-const MERGE_AFTER_HELP: &str = "\
-Exit codes:
-  0  every check passed
-  1  at least one check failed
-  2  a stage could not be graded, a check is in no shard's events, a shard failed or left
-     no events, or the files cannot be read";
+  2  could not grade: bad arguments, rubric error, command not found, no isolation, or a
+     check that could not run (reported as an error, worth 0 of its points)";
 
 #[derive(Parser)]
 #[command(
@@ -52,6 +44,20 @@ enum Format {
     Json,
 }
 
+/// How servers are isolated (see SECURITY.md).
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Isolation {
+    /// The strongest this process can have: native as root, user namespaces for an ordinary
+    /// user, unprivileged for root without CAP_SYS_ADMIN (a container).
+    Auto,
+    /// Namespaces, a minimal root, a leased uid, a cgroup (root, CAP_SYS_ADMIN).
+    Native,
+    /// The native sandbox inside a user namespace (an ordinary user).
+    UserNamespace,
+    /// A leased uid and no namespaces, one check at a time (root without CAP_SYS_ADMIN).
+    Unprivileged,
+}
+
 #[derive(clap::Args)]
 struct Common {
     /// Rubric file (TOML); without it the documented defaults apply.
@@ -63,11 +69,14 @@ struct Common {
     /// Output on stdout.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     format: Format,
-    /// Most checks running at once (natively, each in its own sandbox).
+    /// Most checks running at once (natively; the other backends grade one at a time).
     #[arg(long, default_value_t = default_jobs())]
     jobs: usize,
+    /// How to isolate the servers.
+    #[arg(long, value_enum, default_value_t = Isolation::Auto)]
+    isolation: Isolation,
     /// Grade through the container agent whose control folder is this (container mode).
-    #[arg(long, value_name = "CTL")]
+    #[arg(long, value_name = "CTL", conflicts_with = "isolation")]
     agent: Option<PathBuf>,
 }
 
@@ -91,7 +100,7 @@ enum Cmd {
         /// 0.4, or the rubric's].
         #[arg(long)]
         delay: Option<f64>,
-        /// The folder the server runs in.
+        /// The folder the server runs in (copied into the sandbox).
         #[arg(long, default_value = ".")]
         dir: PathBuf,
         #[command(flatten)]
@@ -100,58 +109,31 @@ enum Cmd {
         #[arg(last = true, required = true, value_name = "COMMAND")]
         command: Vec<String>,
     },
-    /// Grade submission folders with a rubric: both stages each, in parallel.
+    /// Grade submission folders with a rubric: every stage of each, in parallel.
     #[command(after_help = AFTER_HELP)]
     Grade {
         #[command(flatten)]
         common: Common,
-        /// Grade only share I of K of the batch (1-based, e.g. 2/3): the checks whose index
-        /// in the whole batch, counted from 0, is I-1 modulo K. Needs --events; writes no
-        /// result files (`poolgrade merge` does, from every shard's events).
-        #[arg(long, value_name = "I/K", requires = "events")]
-        shard: Option<Shard>,
-        /// Also write the events as JSON Lines to FILE (with --shard, between a
-        /// shard-started and a shard-finished or shard-failed line). Written beside FILE
-        /// and renamed to it when grading ends: once FILE exists, it is complete.
-        #[arg(long, value_name = "FILE")]
-        events: Option<PathBuf>,
         /// Submission folders.
         #[arg(required = true, value_name = "SUBMISSION")]
         submissions: Vec<PathBuf>,
     },
-    /// Merge the events files of `grade --shard` runs into one batch: print the report and
-    /// write the same result files as `grade`.
-    #[command(after_help = MERGE_AFTER_HELP)]
-    Merge {
-        /// Rubric file (TOML), for the weights; the one the shards graded with.
-        #[arg(long)]
-        rubric: Option<PathBuf>,
-        /// Folder for each submission's result files and gradebook.csv.
-        #[arg(long, default_value = "results")]
-        out: PathBuf,
-        /// Output on stdout.
-        #[arg(long, value_enum, default_value_t = Format::Human)]
-        format: Format,
-        /// Also write the merged events as JSON Lines to FILE.
-        #[arg(long, value_name = "FILE")]
-        events: Option<PathBuf>,
-        /// Wait up to this many seconds for every events file to appear.
-        #[arg(long, value_name = "SECS", default_value_t = 0.0)]
-        wait: f64,
-        /// The shards' events files (`grade --shard I/K --events FILE`), one per shard.
-        #[arg(required = true, value_name = "EVENTS")]
-        files: Vec<PathBuf>,
-    },
     /// Run the container agent that starts servers for a grader in another container.
     Agent {
         /// The shared control folder.
-        #[arg(long, default_value = "/run/poolgrade")]
+        #[arg(long, default_value = "/run/poolgrade-ctl")]
         ctl: PathBuf,
     },
     #[command(name = "__check", hide = true)]
     InternalCheck,
     #[command(name = "__init", hide = true)]
-    InternalInit { request: String },
+    InternalInit,
+    #[command(name = "__enter", hide = true)]
+    InternalEnter,
+    #[command(name = "__reap", hide = true)]
+    InternalReap,
+    #[command(name = "__probe", hide = true)]
+    InternalProbe,
     #[command(name = "__client", hide = true)]
     InternalClient {
         #[arg(long, default_value_t = 666)]
@@ -171,11 +153,14 @@ fn main() -> ExitCode {
     };
     let code = match cli.command {
         Cmd::InternalCheck => runner::check_main(),
-        Cmd::InternalInit { request } => sandbox::init_main(&request),
+        Cmd::InternalInit => native::init_main(),
+        Cmd::InternalEnter => enter::enter_main(),
+        Cmd::InternalReap => local::reap_main(),
+        Cmd::InternalProbe => native::probe_main(),
         Cmd::InternalClient { key, timeout } => {
             checks::client_main(key, std::time::Duration::from_secs_f64(timeout.max(0.0)))
         }
-        Cmd::Agent { ctl } => match agent::serve(&ctl, AgentOptions::container()) {
+        Cmd::Agent { ctl } => match agent::serve(&ctl, AgentOptions::default()) {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("poolgrade agent: {e}");
@@ -192,18 +177,8 @@ fn main() -> ExitCode {
         } => report_errors(check(stage, workers, delay, dir, common, command)),
         Cmd::Grade {
             common,
-            shard,
-            events,
             submissions,
-        } => report_errors(grade(common, shard, events, submissions)),
-        Cmd::Merge {
-            rubric,
-            out,
-            format,
-            events,
-            wait,
-            files,
-        } => report_errors(merge(rubric, out, format, events, wait, files)),
+        } => report_errors(grade(common, submissions)),
     };
     ExitCode::from(code.clamp(0, 255) as u8)
 }
@@ -225,38 +200,43 @@ fn load_rubric(path: &Option<PathBuf>) -> Result<Rubric> {
     }
 }
 
-fn executor(common: &Common) -> Result<Executor> {
-    let exe = poolgrade::grader::sandbox::own_exe();
-    match &common.agent {
-        Some(ctl) => {
-            let launcher = AgentLauncher::new(ctl.clone())
-                .with_context(|| format!("connecting to the agent at {}", ctl.display()))?;
-            Ok(Executor::InProcess {
-                launcher: Box::new(launcher),
-                client_exe: Some(exe),
-            })
-        }
-        None => Ok(Executor::Native {
-            exe,
-            jobs: common.jobs.max(1),
-        }),
+fn backend(common: &Common) -> Result<Backend> {
+    if let Some(ctl) = &common.agent {
+        return Ok(Backend::Agent { ctl: ctl.clone() });
     }
+    Ok(match common.isolation {
+        Isolation::Auto => Backend::detect()?,
+        Isolation::Native => Backend::Native,
+        Isolation::UserNamespace => Backend::UserNamespace,
+        Isolation::Unprivileged => Backend::Unprivileged,
+    })
 }
 
-/// Fails early, with exit code 2, when a stage's program cannot be found.
+/// The executor for these options; with the unprivileged backend, only once the rubric and
+/// the submissions are out of the servers' reach.
+fn executor(common: &Common, submissions: &[PathBuf]) -> Result<Executor> {
+    let backend = backend(common)?;
+    if backend == Backend::Unprivileged {
+        local::check_exposure(common.rubric.as_deref(), submissions)?;
+    }
+    Ok(Executor::new(sandbox::own_exe(), common.jobs, backend))
+}
+
+/// Fails early, with exit code 2, when a stage's program cannot be found on the sandbox's
+/// `PATH` (a path relative to each submission is checked when it runs).
 fn preflight(rubric: &Rubric, commands: &[(Stage, Vec<String>)]) -> Result<()> {
     if rubric.params.workers < 2 {
         bail!("workers must be at least 2 (a pool of one cannot show concurrency)");
     }
-    let path = std::env::var("PATH").unwrap_or_default();
+    let path = &rubric.sandbox.path;
     for (stage, command) in commands {
         let Some(program) = command.first() else {
             bail!("the {stage} stage has an empty command");
         };
         if program.contains('/') && !program.starts_with('/') {
-            continue; // relative to each submission folder: checked when it runs
+            continue;
         }
-        sandbox::resolve_program(program, &path, false)
+        sandbox::program::resolve(program, path, std::path::Path::new("/"))
             .with_context(|| format!("the {stage} stage's command"))?;
     }
     Ok(())
@@ -280,10 +260,35 @@ fn finish(
         batch::write_results(out, outcome, rubric, batch)
             .with_context(|| format!("writing results under {}", out.display()))?;
     }
-    for e in &outcome.errors {
-        eprintln!("poolgrade: {e}");
+    for r in &outcome.reports {
+        for o in r.outcomes.iter().filter(|o| o.is_error()) {
+            eprintln!(
+                "poolgrade: {} {} {}: {}",
+                r.submission, r.stage, o.id, o.observed
+            );
+        }
     }
     Ok(outcome.exit_code())
+}
+
+/// The grader's own paths that no sandbox may show: the rubric, the results folder, and
+/// the folders that hold the submissions.
+fn hidden_paths(
+    rubric: &Option<PathBuf>,
+    out: &Option<PathBuf>,
+    submissions: &[PathBuf],
+) -> Vec<PathBuf> {
+    let mut hidden: Vec<PathBuf> = rubric.iter().chain(out.iter()).cloned().collect();
+    hidden.extend(
+        submissions
+            .iter()
+            .filter_map(|s| s.parent().map(PathBuf::from)),
+    );
+    hidden
+        .into_iter()
+        .filter_map(|p| std::fs::canonicalize(&p).ok().or(Some(p)))
+        .filter(|p| p.is_absolute() && p != std::path::Path::new("/"))
+        .collect()
 }
 
 fn check(
@@ -310,116 +315,22 @@ fn check(
     if common.agent.is_none() {
         preflight(&rubric, &[(stage, command.clone())])?;
     }
-    let exec = executor(&common)?;
-    let mut plan = batch::plan_for(&dir, stage, &rubric);
+    let exec = executor(&common, std::slice::from_ref(&dir))?;
+    let hidden = hidden_paths(&common.rubric, &common.out, &[]);
+    let mut plan = batch::plan_for(&dir, stage, &rubric, &hidden);
     plan.spec.command = command;
     let mut rep = reporter(common.format);
-    let mut outcome = BatchOutcome::default();
-    match runner::run_stage(&plan, &exec, &mut |e| {
+    let report = runner::run_stage(&plan, &exec, &mut |e| {
         let _ = rep.on_event(e);
-    }) {
-        Ok(r) => outcome.reports.push(r),
-        Err(e) => outcome.errors.push(e),
-    }
+    });
     let _ = rep.finish();
+    let outcome = BatchOutcome {
+        reports: vec![report],
+    };
     finish(&outcome, &rubric, &common.out, false)
 }
 
-/// A JSON Lines file written under a temporary name beside its path and renamed into place
-/// by [`EventsFile::commit`], so whoever waits for the path never reads half of it.
-struct EventsFile {
-    path: PathBuf,
-    tmp: PathBuf,
-    file: SharedFile,
-}
-
-/// A file several writers append to (the events reporter and the shard records).
-#[derive(Clone)]
-struct SharedFile(Arc<Mutex<io::BufWriter<File>>>);
-
-impl Write for SharedFile {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0
-            .lock()
-            .map_err(|_| io::Error::other("poisoned lock"))?
-            .write(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.0
-            .lock()
-            .map_err(|_| io::Error::other("poisoned lock"))?
-            .flush()
-    }
-}
-
-impl EventsFile {
-    fn create(path: &Path) -> Result<Self> {
-        let name = path
-            .file_name()
-            .with_context(|| format!("--events {}: names no file", path.display()))?;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("creating the folder {}", dir.display()))?;
-        }
-        let mut tmp_name = std::ffi::OsString::from(".");
-        tmp_name.push(name);
-        tmp_name.push(".partial");
-        let tmp = path.with_file_name(tmp_name);
-        let file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        Ok(Self {
-            path: path.to_owned(),
-            tmp,
-            file: SharedFile(Arc::new(Mutex::new(io::BufWriter::new(file)))),
-        })
-    }
-
-    fn reporter(&self) -> JsonLinesReporter<SharedFile> {
-        JsonLinesReporter::new(self.file.clone())
-    }
-
-    fn record(&self, record: &ShardRecord) -> Result<()> {
-        let mut w = self.file.clone();
-        serde_json::to_writer(&mut w, record).context("encoding a shard record")?;
-        w.write_all(b"\n")
-            .and_then(|()| w.flush())
-            .with_context(|| format!("writing {}", self.tmp.display()))
-    }
-
-    fn commit(self) -> Result<()> {
-        let mut w = self.file.clone();
-        w.flush()
-            .with_context(|| format!("writing {}", self.tmp.display()))?;
-        std::fs::rename(&self.tmp, &self.path)
-            .with_context(|| format!("renaming {} to {}", self.tmp.display(), self.path.display()))
-    }
-}
-
-fn grade(
-    common: Common,
-    shard: Option<Shard>,
-    events: Option<PathBuf>,
-    submissions: Vec<PathBuf>,
-) -> Result<u8> {
-    let sink = events.as_deref().map(EventsFile::create).transpose()?;
-    let result = grade_batch(common, shard, sink.as_ref(), submissions);
-    if let Some(sink) = sink {
-        if let (Err(e), Some(shard)) = (&result, shard) {
-            sink.record(&ShardRecord::ShardFailed {
-                shard,
-                reason: format!("{e:#}"),
-            })?;
-        }
-        sink.commit()?;
-    }
-    result
-}
-
-fn grade_batch(
-    common: Common,
-    shard: Option<Shard>,
-    sink: Option<&EventsFile>,
-    submissions: Vec<PathBuf>,
-) -> Result<u8> {
+fn grade(common: Common, submissions: Vec<PathBuf>) -> Result<u8> {
     let rubric = load_rubric(&common.rubric)?;
     let mut folders = Vec::new();
     for path in submissions {
@@ -435,7 +346,6 @@ fn grade_batch(
     if folders.is_empty() {
         bail!("no submission folder to grade");
     }
-    let submissions = folders;
     if common.agent.is_none() {
         let commands: Vec<_> = rubric
             .enabled_stages()
@@ -444,84 +354,14 @@ fn grade_batch(
             .collect();
         preflight(&rubric, &commands)?;
     }
-    if let (Some(shard), Some(sink)) = (shard, sink) {
-        sink.record(&ShardRecord::ShardStarted {
-            shard,
-            stages: batch::batch_stages(&submissions, &rubric),
-        })?;
-    }
-    let exec = executor(&common)?;
-    let stages = submissions.len() * rubric.enabled_stages().len();
-    let mut rep = reporter(common.format).with(Box::new(batch::ProgressLine::new(stages)));
-    if let Some(sink) = sink {
-        rep.push(Box::new(sink.reporter()));
-    }
-    let outcome = batch::grade_shard(&submissions, &rubric, &exec, &mut rep, shard);
-    if let (Some(shard), Some(sink)) = (shard, sink) {
-        // A share's reports are partial: `poolgrade merge` writes the result files.
-        sink.record(&ShardRecord::ShardFinished {
-            shard,
-            errors: outcome
-                .errors
-                .iter()
-                .map(|e| ShardError {
-                    submission: e.submission.clone(),
-                    stage: e.stage,
-                    reason: e.reason.clone(),
-                })
-                .collect(),
-        })?;
-        return finish(&outcome, &rubric, &None, true);
-    }
+    let exec = executor(&common, &folders)?;
     let out = common
         .out
         .clone()
         .or_else(|| Some(PathBuf::from("results")));
+    let hidden = hidden_paths(&common.rubric, &out, &folders);
+    let stages = folders.len() * rubric.enabled_stages().len();
+    let mut rep = reporter(common.format).with(Box::new(batch::ProgressLine::new(stages)));
+    let outcome = batch::grade(&folders, &rubric, &hidden, &exec, &mut rep);
     finish(&outcome, &rubric, &out, true)
-}
-
-fn merge(
-    rubric: Option<PathBuf>,
-    out: PathBuf,
-    format: Format,
-    events: Option<PathBuf>,
-    wait: f64,
-    files: Vec<PathBuf>,
-) -> Result<u8> {
-    if !(wait.is_finite() && (0.0..=86_400.0).contains(&wait)) {
-        bail!("--wait must be between 0 and 86400 seconds");
-    }
-    let rubric = load_rubric(&rubric)?;
-    let deadline = Instant::now() + Duration::from_secs_f64(wait);
-    while !files.iter().all(|f| f.exists()) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let mut texts = Vec::new();
-    let mut missing = Vec::new();
-    for f in &files {
-        let name = f.display().to_string();
-        match std::fs::read(f) {
-            Ok(bytes) => texts.push((name, String::from_utf8_lossy(&bytes).into_owned())),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => missing.push(name),
-            Err(e) => return Err(e).with_context(|| format!("reading {name}")),
-        }
-    }
-    let merged = batch::merge_shards(&texts, &missing, &rubric)?;
-    let sink = events.as_deref().map(EventsFile::create).transpose()?;
-    let mut rep = reporter(format);
-    if let Some(sink) = &sink {
-        rep.push(Box::new(sink.reporter()));
-    }
-    for report in &merged.outcome.reports {
-        batch::replay(report, &mut rep);
-    }
-    let _ = rep.finish();
-    if let Some(sink) = sink {
-        sink.commit()?;
-    }
-    for p in &merged.shard_problems {
-        eprintln!("poolgrade: {p}");
-    }
-    let code = finish(&merged.outcome, &rubric, &Some(out), true)?;
-    Ok(code.max(merged.exit_code()))
 }

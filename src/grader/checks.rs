@@ -9,15 +9,19 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+
 use super::outcome::{CheckId, Outcome, Stage, Status};
 use super::probe::{self, Got, Pids};
 use super::procfs::ThreadSampler;
+use super::sandbox::env::{seconds, ServerParams};
+use super::sandbox::IsolationError;
 use super::sut::{Exit, LaunchError, LaunchSpec, Launcher, Sut};
 use crate::mq::{self, MessageQueue, Wait};
 use crate::protocol;
 
 /// The knobs of one stage's checks.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckParams {
     /// The stage graded.
     pub stage: Stage,
@@ -31,12 +35,11 @@ pub struct CheckParams {
     /// Concurrent clients of the routing check.
     pub clients: usize,
     /// How long a server may take to create its queue.
+    #[serde(with = "seconds")]
     pub start_timeout: Duration,
     /// How long a server may take to exit after the stop message.
+    #[serde(with = "seconds")]
     pub stop_timeout: Duration,
-    /// The program to run as a real client process (`poolgrade __client`); `None` makes the
-    /// reply check use an in-process client instead.
-    pub client_exe: Option<std::path::PathBuf>,
 }
 
 impl CheckParams {
@@ -50,7 +53,6 @@ impl CheckParams {
             clients: 24,
             start_timeout: Duration::from_secs(5),
             stop_timeout: Duration::from_secs(5),
-            client_exe: None,
         }
     }
 }
@@ -176,21 +178,21 @@ impl Drop for Running {
     }
 }
 
-/// Why a server did not come up, as an observation and a hint.
+/// Why a server did not come up, as an observation and a hint; or the sandbox failed,
+/// which says nothing about the server.
 struct NotStarted {
     observed: String,
     hint: String,
     sut: Option<Box<dyn Sut>>,
+    isolation: Option<IsolationError>,
 }
 
 fn spec_with(base: &LaunchSpec, delay: f64, workers: usize) -> LaunchSpec {
     let mut spec = base.clone();
-    spec.env
-        .retain(|(k, _)| k != "TIMESERVER_DELAY" && k != "TIMESERVER_WORKERS");
-    spec.env
-        .push(("TIMESERVER_DELAY".into(), format!("{delay}")));
-    spec.env
-        .push(("TIMESERVER_WORKERS".into(), workers.to_string()));
+    spec.server = ServerParams {
+        delay: Duration::from_secs_f64(delay.max(0.0)),
+        workers: workers as u32,
+    };
     spec
 }
 
@@ -204,15 +206,14 @@ fn start(
 ) -> Result<(Running, Duration), NotStarted> {
     let spec = spec_with(base, delay, p.workers);
     let began = Instant::now();
-    let mut sut = launcher.launch(&spec).map_err(|e| {
-        if let LaunchError::Isolation(why) = &e {
-            SANDBOX_FAILURE.with(|f| *f.borrow_mut() = Some(why.clone()));
-        }
-        NotStarted {
-            observed: format!("the server could not be started: {e}"),
-            hint: "check the file name and the command in the submission contract".into(),
-            sut: None,
-        }
+    let mut sut = launcher.launch(&spec).map_err(|e| NotStarted {
+        observed: format!("the server could not be started: {e}"),
+        hint: "check the file name and the command in the submission contract".into(),
+        sut: None,
+        isolation: match e {
+            LaunchError::Isolation(why) => Some(why),
+            _ => None,
+        },
     })?;
     let deadline = began + p.start_timeout;
     loop {
@@ -229,6 +230,7 @@ fn start(
                 hint: "run the server by hand and read its error (see the server output below)"
                     .into(),
                 sut: Some(sut),
+                isolation: None,
             });
         }
         if Instant::now() >= deadline {
@@ -265,30 +267,27 @@ fn start(
                 observed,
                 hint,
                 sut: Some(sut),
+                isolation: None,
             });
         }
         std::thread::sleep(Duration::from_millis(2));
     }
 }
 
-thread_local! {
-    /// Set by [`start`] when the sandbox itself failed (not the server): the check's verdict
-    /// would say nothing about the submission, so [`run_check`] turns it into an error.
-    static SANDBOX_FAILURE: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
-}
-
-/// Runs check `id` against a fresh server described by `base`, and stops it. `Err` means
-/// the sandbox could not be set up (nothing about the submission was learnt).
+/// Runs check `id` against a fresh server described by `base`, and stops it. A check
+/// whose sandbox could not be set up comes back as [`Status::Error`]: nothing about the
+/// submission was learnt. `client_exe` is the program run as a real client process
+/// (`poolgrade __client`), or `None` for an in-process client.
 pub fn run_check(
     id: CheckId,
     launcher: &dyn Launcher,
     base: &LaunchSpec,
     p: &CheckParams,
-) -> Result<Outcome, String> {
-    SANDBOX_FAILURE.with(|f| f.borrow_mut().take());
+    client_exe: Option<&std::path::Path>,
+) -> Outcome {
     let outcome = match id {
         CheckId::Starts => starts(launcher, base, p),
-        CheckId::Reply => reply(launcher, base, p),
+        CheckId::Reply => reply(launcher, base, p, client_exe),
         CheckId::Routing => routing(launcher, base, p),
         CheckId::NoTheft => no_theft(launcher, base, p),
         CheckId::Concurrency => concurrency(launcher, base, p),
@@ -301,14 +300,14 @@ pub fn run_check(
         CheckId::Cleanup => cleanup(launcher, base, p),
     };
     launcher.sweep_queues();
-    match SANDBOX_FAILURE.with(|f| f.borrow_mut().take()) {
-        Some(why) => Err(why),
-        None => Ok(outcome),
-    }
+    outcome
 }
 
-/// The outcome of a check whose server never came up.
+/// The outcome of a check whose server never came up (an error if the sandbox failed).
 fn not_started(r: &Report, expected: &str, ns: NotStarted) -> Outcome {
+    if let Some(why) = ns.isolation {
+        return Outcome::error(r.id, why.to_string(), r.began.elapsed().as_secs_f64());
+    }
     let mut o = r.fail(
         expected,
         format!("{} (see the `starts` check)", ns.observed),
@@ -348,7 +347,9 @@ fn starts(launcher: &dyn Launcher, base: &LaunchSpec, p: &CheckParams) -> Outcom
         Err(ns) => {
             let observed = ns.observed.clone();
             let mut o = not_started(&r, &expected, ns);
-            o.observed = observed;
+            if !o.is_error() {
+                o.observed = observed;
+            }
             o
         }
     }
@@ -374,7 +375,12 @@ fn describe_strays(stray: &[mq::Message], pid: Option<i64>) -> String {
     text
 }
 
-fn reply(launcher: &dyn Launcher, base: &LaunchSpec, p: &CheckParams) -> Outcome {
+fn reply(
+    launcher: &dyn Launcher,
+    base: &LaunchSpec,
+    p: &CheckParams,
+    client_exe: Option<&std::path::Path>,
+) -> Outcome {
     let r = Report::new(
         CheckId::Reply,
         "one client sent its pid (type 1) and waited, blocked, for type pid+3",
@@ -382,7 +388,7 @@ fn reply(launcher: &dyn Launcher, base: &LaunchSpec, p: &CheckParams) -> Outcome
     let expected = "exactly one reply of type pid+3 whose text is the current date and time";
     let mut running = or_return!(r.start(expected, launcher, base, p, 0.0));
     let timeout = p.start_timeout;
-    let (pid, got) = match &p.client_exe {
+    let (pid, got) = match client_exe {
         Some(exe) => match real_client(exe, p.key, timeout) {
             Ok(x) => x,
             Err(e) => {
@@ -722,7 +728,7 @@ fn spawn(launcher: &dyn Launcher, base: &LaunchSpec, p: &CheckParams) -> Outcome
         "live threads rise by at least {need} under {n} concurrent requests, and the second burst is served by at least {need} new threads"
     );
     let mut running = or_return!(r.start(&expected, launcher, base, p, d));
-    let sampler = ThreadSampler::start(running.sut.tree_root(), Duration::from_millis(5));
+    let sampler = ThreadSampler::start(running.sut.processes(), Duration::from_millis(5));
     let baseline = idle_baseline(&sampler);
     let mut pids = Pids::new();
     let mut seen_before: BTreeSet<_> = sampler.snapshot().distinct;
@@ -784,7 +790,7 @@ fn pool_bounded(launcher: &dyn Launcher, base: &LaunchSpec, p: &CheckParams) -> 
         late.as_secs_f64()
     );
     let running = or_return!(r.start(&expected, launcher, base, p, d));
-    let sampler = ThreadSampler::start(running.sut.tree_root(), Duration::from_millis(5));
+    let sampler = ThreadSampler::start(running.sut.processes(), Duration::from_millis(5));
     let baseline = idle_baseline(&sampler);
     sampler.reset();
     let mut pids = Pids::new();
@@ -830,7 +836,7 @@ fn pool_reuse(launcher: &dyn Launcher, base: &LaunchSpec, p: &CheckParams) -> Ou
     let expected =
         "the second burst is served by the same threads as the first (at most 1 new thread)";
     let mut running = or_return!(r.start(expected, launcher, base, p, d));
-    let sampler = ThreadSampler::start(running.sut.tree_root(), Duration::from_millis(5));
+    let sampler = ThreadSampler::start(running.sut.processes(), Duration::from_millis(5));
     let _ = idle_baseline(&sampler);
     let mut pids = Pids::new();
     let mut sets = Vec::new();

@@ -16,6 +16,7 @@
 //! | [`rubric`] | the course's rubric (TOML): commands per stage, weights, visibility, parameters |
 //! | [`batch`] | grading many submission folders in parallel, with progress and a gradebook |
 //! | [`agent`] | container mode: a server-side agent and the grader-side launcher that drives it |
+//! | [`text`] | untrusted text made safe to show: escapes, controls, bidi and zero-width characters |
 
 pub mod agent;
 pub mod batch;
@@ -28,3 +29,4 @@ pub mod rubric;
 pub mod runner;
 pub mod sandbox;
 pub mod sut;
+pub mod text;

@@ -6,6 +6,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use super::text;
+
 /// The two stages of Exercise 2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -188,6 +190,21 @@ pub enum Status {
     Passed,
     /// It did not, or could not be observed doing so.
     Failed,
+    /// The check could not run: the grader or its isolation failed, so nothing was learnt
+    /// about the submission. It earns 0 of its weight, like a failure, and every report
+    /// marks it as an error (a grading fault to look at, not a verdict).
+    Error,
+}
+
+impl Status {
+    /// `"passed"`, `"failed"` or `"error"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Passed => "passed",
+            Status::Failed => "failed",
+            Status::Error => "error",
+        }
+    }
 }
 
 /// One check's result, with feedback a student can act on.
@@ -214,9 +231,47 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// The outcome of a check that could not run (see [`Status::Error`]): `why` says what
+    /// failed on the grader's side.
+    pub fn error(id: CheckId, why: impl Into<String>, seconds: f64) -> Self {
+        Outcome {
+            id,
+            status: Status::Error,
+            did: "tried to run the check in its sandbox".into(),
+            expected: "the check runs to a verdict".into(),
+            observed: format!("the check could not be graded: {}", why.into()),
+            hint: Some(
+                "this is a grading fault, not a verdict on your code: the course staff will look at it"
+                    .into(),
+            ),
+            seconds,
+            server_output: None,
+        }
+    }
+
     /// Whether the check passed.
     pub fn passed(&self) -> bool {
         self.status == Status::Passed
+    }
+
+    /// Whether the check could not run ([`Status::Error`]).
+    pub fn is_error(&self) -> bool {
+        self.status == Status::Error
+    }
+
+    /// Makes every text of the outcome safe to show ([`text::clean_text`]): they quote what
+    /// the server printed or replied. The runner applies it to every outcome it receives,
+    /// so every report, the JSON stream included, carries only cleaned text.
+    pub fn sanitize(&mut self) {
+        for field in [&mut self.did, &mut self.expected, &mut self.observed] {
+            *field = text::clean_text(field);
+        }
+        if let Some(hint) = &mut self.hint {
+            *hint = text::clean_text(hint);
+        }
+        if let Some(out) = &mut self.server_output {
+            *out = text::clean_text(out);
+        }
     }
 
     /// The feedback as plain text: did, expected, observed, hint, server output.
@@ -231,8 +286,8 @@ impl Outcome {
         }
         if let Some(out) = &self.server_output {
             if !out.trim().is_empty() {
-                text.push_str("\nServer output (end):\n");
-                text.push_str(out);
+                text.push_str("\nServer output (end), quoted:\n");
+                text.push_str(&text::quote_output(out));
             }
         }
         text
@@ -252,6 +307,11 @@ pub struct StageReport {
     pub outcomes: Vec<Outcome>,
     /// Wall time of the whole stage, in seconds.
     pub seconds: f64,
+    /// How the stage's servers were isolated (for example `native: own IPC, network, UTS,
+    /// PID and mount namespaces; ...`), as the sandbox described it; empty when no server
+    /// was started.
+    #[serde(default)]
+    pub isolation: String,
 }
 
 impl StageReport {
@@ -263,6 +323,11 @@ impl StageReport {
     /// How many checks passed.
     pub fn passed_count(&self) -> usize {
         self.outcomes.iter().filter(|o| o.passed()).count()
+    }
+
+    /// Whether some check could not be graded ([`Status::Error`]).
+    pub fn has_errors(&self) -> bool {
+        self.outcomes.iter().any(Outcome::is_error)
     }
 }
 

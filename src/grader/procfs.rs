@@ -52,9 +52,30 @@ pub fn threads(pid: u32) -> Vec<u32> {
         .unwrap_or_default()
 }
 
-/// The live threads of every process below `root`, zombies excluded.
-pub fn tree_threads(root: u32) -> Vec<Task> {
-    descendants(root)
+/// The processes of one server, however the sandbox tells them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessSet {
+    /// Every process below this one (a native sandbox's `__init`, itself not included).
+    Descendants(u32),
+    /// Every process whose real uid is this one (a uid leased to one server alone).
+    Uid(u32),
+}
+
+impl ProcessSet {
+    /// The pids in the set now.
+    pub fn pids(&self) -> Vec<u32> {
+        match *self {
+            ProcessSet::Descendants(root) => descendants(root),
+            ProcessSet::Uid(uid) => super::sandbox::uids::processes_run_as(uid)
+                .into_iter()
+                .collect(),
+        }
+    }
+}
+
+/// The live threads of every process of the set, zombies excluded.
+pub fn tree_threads(set: ProcessSet) -> Vec<Task> {
+    set.pids()
         .into_iter()
         .filter(|pid| !is_zombie(*pid))
         .flat_map(|pid| threads(pid).into_iter().map(move |tid| (pid, tid)))
@@ -119,8 +140,8 @@ pub struct ThreadSampler {
 }
 
 impl ThreadSampler {
-    /// Starts sampling the tree below `root` every `every`.
-    pub fn start(root: u32, every: Duration) -> Self {
+    /// Starts sampling the threads of the process set every `every`.
+    pub fn start(root: ProcessSet, every: Duration) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let state = Arc::new(Mutex::new(ThreadSamples {
             low: usize::MAX,

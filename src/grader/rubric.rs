@@ -176,20 +176,6 @@ impl Default for Params {
     }
 }
 
-impl Params {
-    /// The environment the server gets: `TIMESERVER_DELAY` (seconds, as a decimal number) and
-    /// `TIMESERVER_WORKERS`.
-    pub fn server_env(&self) -> Vec<(String, String)> {
-        vec![
-            (
-                "TIMESERVER_DELAY".to_owned(),
-                self.delay.as_secs_f64().to_string(),
-            ),
-            ("TIMESERVER_WORKERS".to_owned(), self.workers.to_string()),
-        ]
-    }
-}
-
 fn ser_seconds<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
 }
@@ -295,6 +281,24 @@ impl Default for GradescopeOptions {
     }
 }
 
+/// How the sandbox is built (the `[sandbox]` table).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxOptions {
+    /// The folders of the server's `PATH`, in order. A native sandbox binds each read-only
+    /// (the system folders already are) and hides this project's binaries in them. Default
+    /// `["/usr/local/bin", "/usr/bin", "/bin"]`.
+    pub path: Vec<PathBuf>,
+}
+
+impl Default for SandboxOptions {
+    fn default() -> Self {
+        Self {
+            path: super::sandbox::env::default_path(),
+        }
+    }
+}
+
 /// The course's rubric. Build it with [`Rubric::from_path`], `text.parse::<Rubric>()`
 /// ([`FromStr`]) or [`Rubric::default`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -305,6 +309,8 @@ pub struct Rubric {
     pub limits: Limits,
     /// Options of the Gradescope results as a whole.
     pub gradescope: GradescopeOptions,
+    /// How the sandbox is built.
+    pub sandbox: SandboxOptions,
     stages: BTreeMap<Stage, StageRubric>,
     checks: BTreeMap<CheckId, CheckRubric>,
 }
@@ -315,6 +321,7 @@ impl Default for Rubric {
             params: Params::default(),
             limits: Limits::default(),
             gradescope: GradescopeOptions::default(),
+            sandbox: SandboxOptions::default(),
             stages: Stage::ALL
                 .into_iter()
                 .map(|s| (s, StageRubric::default_for(s)))
@@ -363,9 +370,19 @@ impl Rubric {
         let raw: RawRubric =
             toml::from_str(text).map_err(|e| invalid(e.span(), e.message().to_owned()))?;
 
+        if let Some(bad) = raw.sandbox.path.iter().find(|p| !p.is_absolute()) {
+            return Err(invalid(
+                None,
+                format!(
+                    "sandbox.path must hold absolute folders, not {}",
+                    bad.display()
+                ),
+            ));
+        }
         let mut rubric = Rubric {
             params: raw.params,
             gradescope: raw.gradescope,
+            sandbox: raw.sandbox,
             ..Rubric::default()
         };
 
@@ -518,6 +535,8 @@ struct RawRubric {
     limits: Spanned<Limits>,
     #[serde(default)]
     gradescope: GradescopeOptions,
+    #[serde(default)]
+    sandbox: SandboxOptions,
     #[serde(default)]
     stages: RawStages,
     #[serde(default)]
@@ -680,13 +699,8 @@ mod tests {
         let expected_pool = Stage::Pool.checks().len() as f64 - 1.0 + 2.5;
         assert_eq!(rubric.max_score(Stage::Pool), expected_pool);
         assert_eq!(rubric.total_max_score(), expected_pool);
-        assert_eq!(
-            rubric.params.server_env(),
-            vec![
-                ("TIMESERVER_DELAY".to_owned(), "1".to_owned()),
-                ("TIMESERVER_WORKERS".to_owned(), "5".to_owned())
-            ]
-        );
+        assert_eq!(rubric.params.delay, Duration::from_secs(1));
+        assert_eq!(rubric.params.workers, 5);
     }
 
     #[test]

@@ -1,13 +1,19 @@
-//! Runs a stage's checks, each against a fresh server, and emits events as they finish.
+//! Runs a stage's checks, each against a fresh server in a process of its own, and emits
+//! events as they finish.
 //!
-//! Natively every check runs in a child process of its own (`poolgrade __check`), inside
-//! fresh namespaces (see [`super::sandbox`]), so checks of one stage run side by side and a
-//! check that goes wrong cannot touch another. The child gets a [`CheckRequest`] on stdin and
-//! prints one JSON [`Outcome`]; the runner kills it at a hard deadline. In container mode the
-//! checks run in this process, one at a time, through the agent's launcher.
+//! Every check runs in a child process (`poolgrade __check`) that gets a [`CheckRequest`] on
+//! its standard input and prints one [`CheckReply`]; the runner kills it at a hard deadline.
+//! The child isolates itself and its server with the request's [`Backend`] (see
+//! [`super::sandbox`]): natively each check has namespaces of its own and checks run side by
+//! side; the other backends share one IPC namespace, so their checks run one at a time.
+//!
+//! A check that cannot run (the sandbox failed, the child died or overran its deadline) is
+//! [`Status::Error`](super::outcome::Status::Error): it earns nothing and every report shows
+//! it as a grading fault. The runner cleans every outcome it receives
+//! ([`Outcome::sanitize`]), so no reporter ever sees raw server text.
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -15,8 +21,11 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::checks::{self, CheckParams};
-use super::outcome::{CheckId, Event, Outcome, Stage, StageReport, Status};
-use super::sandbox::{self, NativeLauncher, CHECK_SUBCOMMAND};
+use super::outcome::{CheckId, Event, Outcome, Stage, StageReport};
+use super::sandbox::cgroup::Cgroup;
+use super::sandbox::local::LocalLauncher;
+use super::sandbox::native::{self, NativeLauncher};
+use super::sandbox::{self, Backend, IsolationError, CHECK_SUBCOMMAND};
 use super::sut::{LaunchSpec, Launcher};
 
 /// What a `__check` child is asked to do (JSON on its stdin).
@@ -24,37 +33,28 @@ use super::sut::{LaunchSpec, Launcher};
 pub struct CheckRequest {
     /// The check.
     pub id: CheckId,
-    /// The stage.
-    pub stage: Stage,
     /// The server.
     pub spec: LaunchSpec,
-    /// Queue key.
-    pub key: i32,
-    /// Work delay, seconds.
-    pub delay: f64,
-    /// Pool size.
-    pub workers: usize,
-    /// Routing clients.
-    pub clients: usize,
-    /// Start deadline, seconds.
-    pub start_timeout: f64,
-    /// Stop deadline, seconds.
-    pub stop_timeout: f64,
+    /// The check's parameters.
+    pub params: CheckParams,
+    /// How to isolate it.
+    pub backend: Backend,
 }
 
-impl CheckRequest {
-    fn params(&self, client_exe: Option<PathBuf>) -> CheckParams {
-        CheckParams {
-            stage: self.stage,
-            key: self.key,
-            delay: self.delay,
-            workers: self.workers,
-            clients: self.clients,
-            start_timeout: Duration::from_secs_f64(self.start_timeout),
-            stop_timeout: Duration::from_secs_f64(self.stop_timeout),
-            client_exe,
-        }
-    }
+/// What a `__check` child prints.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CheckReply {
+    /// The check ran (its outcome may still be an error, if its server could not be
+    /// isolated).
+    Outcome {
+        /// The outcome.
+        outcome: Outcome,
+        /// How the server was isolated.
+        isolation: String,
+    },
+    /// The check could not even start: no sandbox could be set up.
+    Error(IsolationError),
 }
 
 /// Everything needed to grade one stage of one submission.
@@ -73,18 +73,12 @@ pub struct StagePlan {
 }
 
 impl StagePlan {
-    fn request(&self, id: CheckId) -> CheckRequest {
-        let p = &self.params;
+    fn request(&self, id: CheckId, backend: &Backend) -> CheckRequest {
         CheckRequest {
             id,
-            stage: self.stage,
             spec: self.spec.clone(),
-            key: p.key,
-            delay: p.delay,
-            workers: p.workers,
-            clients: p.clients,
-            start_timeout: p.start_timeout.as_secs_f64(),
-            stop_timeout: p.stop_timeout.as_secs_f64(),
+            params: self.params.clone(),
+            backend: backend.clone(),
         }
     }
 
@@ -100,52 +94,49 @@ impl StagePlan {
     }
 }
 
-/// Where the checks run.
-pub enum Executor {
-    /// Each check in its own `__check` child process and namespaces (needs root or
-    /// unprivileged user namespaces). `exe` is this program.
-    Native {
-        /// Path of the `poolgrade` binary.
-        exe: PathBuf,
-        /// Most checks running at once.
-        jobs: usize,
-    },
-    /// In this process, one at a time, through a launcher (the container agent's).
-    InProcess {
-        /// The launcher.
-        launcher: Box<dyn Launcher>,
-        /// A real-client program (`poolgrade`), if available.
-        client_exe: Option<PathBuf>,
-    },
+/// Where and how the checks run.
+#[derive(Debug, Clone)]
+pub struct Executor {
+    /// The `poolgrade` binary, re-run as `__check`.
+    exe: PathBuf,
+    /// Most checks at once.
+    jobs: usize,
+    /// How each check isolates its server.
+    backend: Backend,
 }
 
-fn internal_failure(id: CheckId, why: String, seconds: f64) -> Outcome {
-    Outcome {
-        id,
-        status: Status::Failed,
-        did: "ran the check in an isolated process".into(),
-        expected: "the check completes".into(),
-        observed: why,
-        hint: Some(
-            "this may be a grader fault; if it repeats, report it to the course staff".into(),
-        ),
-        seconds,
-        server_output: None,
+impl Executor {
+    /// Runs checks with `backend`, `jobs` at once where the backend allows it (one at a time
+    /// where checks share an IPC namespace).
+    pub fn new(exe: PathBuf, jobs: usize, backend: Backend) -> Self {
+        let jobs = if backend.parallel() { jobs.max(1) } else { 1 };
+        Self { exe, jobs, backend }
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    /// Most checks at once.
+    pub fn jobs(&self) -> usize {
+        self.jobs
     }
 }
 
-/// Runs one check in a `__check` child, with a hard deadline. `Err` means the check could
-/// not be isolated at all: nothing was graded.
-fn run_native(
-    exe: &std::path::Path,
-    req: &CheckRequest,
-    deadline: Duration,
-) -> Result<Outcome, String> {
+/// Runs one check in a `__check` child, with a hard deadline. Whatever happens, the answer is
+/// an outcome (an error one if the check could not run) and the isolation it reported.
+fn run_isolated(exe: &Path, req: &CheckRequest, deadline: Duration) -> (Outcome, String) {
     let began = Instant::now();
-    let fail = |why: String| Ok(internal_failure(req.id, why, began.elapsed().as_secs_f64()));
+    let error = |why: String| {
+        (
+            Outcome::error(req.id, why, began.elapsed().as_secs_f64()),
+            String::new(),
+        )
+    };
     let json = match serde_json::to_vec(req) {
         Ok(j) => j,
-        Err(e) => return fail(format!("encoding the request: {e}")),
+        Err(e) => return error(format!("encoding the request: {e}")),
     };
     let mut child = match Command::new(exe)
         .arg(CHECK_SUBCOMMAND)
@@ -155,7 +146,7 @@ fn run_native(
         .spawn()
     {
         Ok(c) => c,
-        Err(e) => return Err(format!("starting {}: {e}", exe.display())),
+        Err(e) => return error(format!("starting {}: {e}", exe.display())),
     };
     if let Some(mut stdin) = child.stdin.take() {
         let _ = stdin.write_all(&json);
@@ -167,7 +158,7 @@ fn run_native(
         let mut out = Vec::new();
         let mut err = Vec::new();
         if let Some(s) = stdout.as_mut() {
-            let _ = s.read_to_end(&mut out);
+            let _ = s.take(16 << 20).read_to_end(&mut out);
         }
         if let Some(s) = stderr.as_mut() {
             let _ = s.take(64 * 1024).read_to_end(&mut err);
@@ -179,7 +170,7 @@ fn run_native(
         Err(_) => {
             let _ = child.kill();
             let _ = child.wait();
-            return fail(format!(
+            return error(format!(
                 "the check did not finish within its hard deadline of {:.0} s and was killed",
                 deadline.as_secs_f64()
             ));
@@ -187,53 +178,68 @@ fn run_native(
     };
     let status = child.wait();
     match serde_json::from_slice::<CheckReply>(&out) {
-        Ok(CheckReply::Outcome(o)) => Ok(o),
-        Ok(CheckReply::Error(e)) => Err(e),
-        Err(_) => fail(format!(
+        Ok(CheckReply::Outcome {
+            mut outcome,
+            isolation,
+        }) => {
+            outcome.sanitize();
+            (outcome, isolation)
+        }
+        Ok(CheckReply::Error(e)) => error(e.to_string()),
+        Err(_) => error(format!(
             "the check process ended ({}) without a result: {}",
             status
-                .map(|s| sandbox::exit_of(s).to_string())
+                .map(|s| super::sut::Exit::from(s).to_string())
                 .unwrap_or_else(|e| e.to_string()),
             String::from_utf8_lossy(&err).trim()
         )),
     }
 }
 
-/// What a `__check` child prints.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum CheckReply {
-    /// The check ran.
-    Outcome(Outcome),
-    /// The check could not run (isolation failed): the stage cannot be graded.
-    Error(String),
-}
-
-/// The body of `poolgrade __check`: enters fresh namespaces, reads a [`CheckRequest`] from
-/// stdin, runs it, prints a [`CheckReply`]. Returns the exit code.
+/// The body of `poolgrade __check`: reads a [`CheckRequest`] from stdin, isolates itself as
+/// its backend says, runs the check, prints a [`CheckReply`]. Returns the exit code.
 pub fn check_main() -> i32 {
     // Die with the grader, and take the namespace's init with us.
     let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+    // Nobody but root reads this process's memory, environment or files.
+    let _ = nix::sys::prctl::set_dumpable(false);
     let reply = (|| {
-        let isolation = sandbox::enter_namespaces().map_err(|e| e.to_string())?;
-        if matches!(isolation, sandbox::Isolation::Root { .. }) {
-            sandbox::Cgroup::join_probe_group();
-        }
         let mut input = String::new();
         std::io::stdin()
             .read_to_string(&mut input)
-            .map_err(|e| format!("reading the request: {e}"))?;
-        let req: CheckRequest =
-            serde_json::from_str(&input).map_err(|e| format!("bad request: {e}"))?;
+            .map_err(|e| IsolationError::setup("reading the request", e))?;
+        let req: CheckRequest = serde_json::from_str(&input)
+            .map_err(|e| IsolationError::setup("decoding the request", e))?;
         let exe = sandbox::own_exe();
-        let launcher = NativeLauncher::new(exe.clone(), isolation);
-        let params = req.params(Some(exe));
-        checks::run_check(req.id, &launcher, &req.spec, &params)
+        let launcher: Box<dyn Launcher> = match &req.backend {
+            Backend::Native | Backend::UserNamespace => {
+                // First, while this process has a single thread.
+                native::enter_namespaces()?;
+                let launcher = NativeLauncher::new(exe.clone(), &req.backend)?;
+                if req.backend == Backend::Native {
+                    Cgroup::join_probe_group();
+                }
+                Box::new(launcher)
+            }
+            Backend::Unprivileged => Box::new(LocalLauncher::new(exe.clone(), true)?),
+            Backend::Agent { ctl } => Box::new(
+                super::agent::AgentLauncher::new(ctl.clone())
+                    .map_err(|e| IsolationError::Agent(e.to_string()))?,
+            ),
+        };
+        let outcome = checks::run_check(
+            req.id,
+            launcher.as_ref(),
+            &req.spec,
+            &req.params,
+            Some(&exe),
+        );
+        Ok(CheckReply::Outcome {
+            outcome,
+            isolation: launcher.isolation(),
+        })
     })();
-    let reply = match reply {
-        Ok(o) => CheckReply::Outcome(o),
-        Err(e) => CheckReply::Error(e),
-    };
+    let reply = reply.unwrap_or_else(CheckReply::Error);
     match serde_json::to_string(&reply) {
         Ok(s) => {
             println!("{s}");
@@ -243,99 +249,72 @@ pub fn check_main() -> i32 {
     }
 }
 
-/// Why a stage could not be graded at all (as opposed to checks that failed).
-#[derive(Debug, thiserror::Error)]
-#[error("cannot grade {submission} ({stage}): {reason}")]
-pub struct GradeError {
-    /// The submission.
-    pub submission: String,
-    /// The stage.
-    pub stage: Stage,
-    /// Why.
-    pub reason: String,
-}
-
-/// Grades one stage: runs its checks (in parallel natively), calls `on_event` as each
-/// starts and finishes, and returns the report with outcomes in catalogue order.
+/// Grades one stage: runs its checks, calls `on_event` as each starts and finishes, and
+/// returns the report with outcomes in catalogue order.
 pub fn run_stage(
     plan: &StagePlan,
     executor: &Executor,
     on_event: &mut dyn FnMut(&Event),
-) -> Result<StageReport, GradeError> {
+) -> StageReport {
     run_plans(std::slice::from_ref(plan), executor, on_event)
         .pop()
-        .unwrap_or_else(|| {
-            Err(GradeError {
-                submission: plan.submission.clone(),
-                stage: plan.stage,
-                reason: "nothing ran".into(),
-            })
-        })
+        .expect("one report per plan")
 }
 
 /// The progress of one plan inside [`run_plans`].
 struct Progress {
     outcomes: Vec<Option<Outcome>>,
+    isolation: Vec<String>,
     left: usize,
     started: Option<Instant>,
-    fatal: Option<String>,
 }
 
-/// Grades several stages at once. Natively, every check of every plan goes to one shared set
-/// of `jobs` worker slots (checks mostly wait on delays, so slots outnumber cores); in
-/// process, plans and checks run one at a time. Events come in the order things happen:
-/// a plan's `StageStarted` before its first check, its `StageFinished` after its last.
-/// Returns one result per plan, in the plans' order.
+/// Grades several stages at once: every check of every plan goes to one shared set of
+/// [`Executor::jobs`] slots (checks mostly wait on delays, so slots outnumber cores). Events
+/// come in the order things happen: a plan's `StageStarted` before its first check, its
+/// `StageFinished` after its last. Returns one complete report per plan, in the plans' order.
 pub fn run_plans(
     plans: &[StagePlan],
     executor: &Executor,
     on_event: &mut dyn FnMut(&Event),
-) -> Vec<Result<StageReport, GradeError>> {
+) -> Vec<StageReport> {
     let mut progress: Vec<Progress> = plans
         .iter()
         .map(|p| Progress {
             outcomes: vec![None; p.checks.len()],
+            isolation: Vec::new(),
             left: p.checks.len(),
             started: None,
-            fatal: None,
         })
         .collect();
-    let mut results: Vec<Option<Result<StageReport, GradeError>>> =
-        plans.iter().map(|_| None).collect();
-    let mut finish = |k: usize, progress: &mut Vec<Progress>, on_event: &mut dyn FnMut(&Event)| {
+    let mut results: Vec<Option<StageReport>> = plans.iter().map(|_| None).collect();
+    let finish = |k: usize,
+                  progress: &mut Vec<Progress>,
+                  results: &mut Vec<Option<StageReport>>,
+                  on_event: &mut dyn FnMut(&Event)| {
         let plan = &plans[k];
         let pr = &mut progress[k];
-        let result = match pr.fatal.take() {
-            Some(reason) => Err(GradeError {
-                submission: plan.submission.clone(),
-                stage: plan.stage,
-                reason,
-            }),
-            None => {
-                let outcomes = pr
-                    .outcomes
-                    .iter_mut()
-                    .zip(&plan.checks)
-                    .map(|(o, id)| {
-                        o.take().unwrap_or_else(|| {
-                            internal_failure(*id, "the check did not run".into(), 0.0)
-                        })
-                    })
-                    .collect();
-                let report = StageReport {
-                    submission: plan.submission.clone(),
-                    stage: plan.stage,
-                    command: plan.spec.command.clone(),
-                    outcomes,
-                    seconds: pr.started.map(|t| t.elapsed().as_secs_f64()).unwrap_or(0.0),
-                };
-                on_event(&Event::StageFinished {
-                    report: report.clone(),
-                });
-                Ok(report)
-            }
+        let outcomes = pr
+            .outcomes
+            .iter_mut()
+            .zip(&plan.checks)
+            .map(|(o, id)| {
+                o.take()
+                    .unwrap_or_else(|| Outcome::error(*id, "the check did not run", 0.0))
+            })
+            .collect();
+        let report = StageReport {
+            submission: plan.submission.clone(),
+            stage: plan.stage,
+            command: plan.spec.command.clone(),
+            outcomes,
+            seconds: pr.started.map(|t| t.elapsed().as_secs_f64()).unwrap_or(0.0),
+            isolation: pr.isolation.join(" | "),
         };
-        results[k] = Some(result);
+        on_event(&Event::StageFinished {
+            report: report.clone(),
+        });
+        results[k] = Some(report);
     };
     let start_plan = |k: usize, progress: &mut Vec<Progress>, on_event: &mut dyn FnMut(&Event)| {
         if progress[k].started.is_none() {
@@ -347,104 +326,65 @@ pub fn run_plans(
             });
         }
     };
-    match executor {
-        Executor::Native { exe, jobs } => {
-            let todo: Vec<(usize, usize)> = plans
-                .iter()
-                .enumerate()
-                .flat_map(|(k, p)| (0..p.checks.len()).map(move |i| (k, i)))
-                .collect();
-            let (tx, rx) = mpsc::channel();
-            let mut next = 0;
-            let mut running = 0;
-            let jobs = (*jobs).max(1);
-            for (k, p) in plans.iter().enumerate() {
-                if p.checks.is_empty() {
-                    start_plan(k, &mut progress, on_event);
-                    finish(k, &mut progress, on_event);
-                }
-            }
-            while next < todo.len() || running > 0 {
-                while running < jobs && next < todo.len() {
-                    let (k, i) = todo[next];
-                    next += 1;
-                    if progress[k].fatal.is_some() {
-                        progress[k].left -= 1;
-                        if progress[k].left == 0 {
-                            finish(k, &mut progress, on_event);
-                        }
-                        continue;
-                    }
-                    start_plan(k, &mut progress, on_event);
-                    let req = plans[k].request(plans[k].checks[i]);
-                    let (exe, tx, deadline) = (exe.clone(), tx.clone(), plans[k].hard_deadline());
-                    std::thread::spawn(move || {
-                        let _ = tx.send((k, i, run_native(&exe, &req, deadline)));
-                    });
-                    running += 1;
-                }
-                if running == 0 {
-                    continue;
-                }
-                let Ok((k, i, result)) = rx.recv() else { break };
-                running -= 1;
-                match result {
-                    Ok(outcome) => {
-                        on_event(&Event::CheckFinished {
-                            submission: plans[k].submission.clone(),
-                            stage: plans[k].stage,
-                            outcome: outcome.clone(),
-                        });
-                        progress[k].outcomes[i] = Some(outcome);
-                    }
-                    Err(reason) => {
-                        progress[k].fatal.get_or_insert(reason);
-                    }
-                }
-                progress[k].left -= 1;
-                if progress[k].left == 0 {
-                    finish(k, &mut progress, on_event);
-                }
-            }
+    for (k, p) in plans.iter().enumerate() {
+        if p.checks.is_empty() {
+            start_plan(k, &mut progress, on_event);
+            finish(k, &mut progress, &mut results, on_event);
         }
-        Executor::InProcess {
-            launcher,
-            client_exe,
-        } => {
-            for (k, plan) in plans.iter().enumerate() {
-                start_plan(k, &mut progress, on_event);
-                for (i, id) in plan.checks.iter().enumerate() {
-                    let mut params = plan.params.clone();
-                    params.client_exe = client_exe.clone();
-                    match checks::run_check(*id, launcher.as_ref(), &plan.spec, &params) {
-                        Ok(outcome) => {
-                            on_event(&Event::CheckFinished {
-                                submission: plan.submission.clone(),
-                                stage: plan.stage,
-                                outcome: outcome.clone(),
-                            });
-                            progress[k].outcomes[i] = Some(outcome);
-                        }
-                        Err(reason) => {
-                            progress[k].fatal.get_or_insert(reason);
-                            break;
-                        }
-                    }
-                }
-                finish(k, &mut progress, on_event);
-            }
+    }
+    let todo: Vec<(usize, usize)> = plans
+        .iter()
+        .enumerate()
+        .flat_map(|(k, p)| (0..p.checks.len()).map(move |i| (k, i)))
+        .collect();
+    let (tx, rx) = mpsc::channel();
+    let mut next = 0;
+    let mut running = 0;
+    while next < todo.len() || running > 0 {
+        while running < executor.jobs && next < todo.len() {
+            let (k, i) = todo[next];
+            next += 1;
+            start_plan(k, &mut progress, on_event);
+            let req = plans[k].request(plans[k].checks[i], &executor.backend);
+            let (exe, tx, deadline) = (executor.exe.clone(), tx.clone(), plans[k].hard_deadline());
+            std::thread::spawn(move || {
+                let _ = tx.send((k, i, run_isolated(&exe, &req, deadline)));
+            });
+            running += 1;
+        }
+        let Ok((k, i, (outcome, isolation))) = rx.recv() else {
+            break;
+        };
+        running -= 1;
+        on_event(&Event::CheckFinished {
+            submission: plans[k].submission.clone(),
+            stage: plans[k].stage,
+            outcome: outcome.clone(),
+        });
+        progress[k].outcomes[i] = Some(outcome);
+        if !isolation.is_empty() && !progress[k].isolation.contains(&isolation) {
+            progress[k].isolation.push(isolation);
+        }
+        progress[k].left -= 1;
+        if progress[k].left == 0 {
+            finish(k, &mut progress, &mut results, on_event);
         }
     }
     results
         .into_iter()
         .zip(plans)
         .map(|(r, p)| {
-            r.unwrap_or_else(|| {
-                Err(GradeError {
-                    submission: p.submission.clone(),
-                    stage: p.stage,
-                    reason: "the stage did not finish".into(),
-                })
+            r.unwrap_or_else(|| StageReport {
+                submission: p.submission.clone(),
+                stage: p.stage,
+                command: p.spec.command.clone(),
+                outcomes: p
+                    .checks
+                    .iter()
+                    .map(|id| Outcome::error(*id, "the stage did not finish", 0.0))
+                    .collect(),
+                seconds: 0.0,
+                isolation: String::new(),
             })
         })
         .collect()

@@ -4,6 +4,10 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use super::procfs::ProcessSet;
+use super::sandbox::env::{self, ServerParams};
+use super::sandbox::IsolationError;
+
 /// Resource limits applied to the server and everything it starts.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -72,14 +76,39 @@ impl Limits {
 /// Everything needed to start one server.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LaunchSpec {
-    /// Working directory of the server: the submission folder.
+    /// The submission folder: copied into the sandbox, where the server runs in the copy.
     pub dir: PathBuf,
     /// Program and arguments, for example `["python3", "server_pool.py"]`.
     pub command: Vec<String>,
-    /// Extra environment (`TIMESERVER_DELAY`, `TIMESERVER_WORKERS`).
+    /// What the server is told: `TIMESERVER_DELAY` and `TIMESERVER_WORKERS`.
+    pub server: ServerParams,
+    /// Further environment variables (tests).
+    #[serde(default)]
     pub env: Vec<(String, String)>,
     /// Resource limits.
     pub limits: Limits,
+    /// The folders of the sandbox's `PATH`: bound read-only in a native sandbox.
+    #[serde(default = "env::default_path")]
+    pub path: Vec<PathBuf>,
+    /// Host paths of the grader's (the rubric, the results, other submissions) that a
+    /// native sandbox hides if they lie in a folder it binds.
+    #[serde(default)]
+    pub hidden: Vec<PathBuf>,
+}
+
+impl LaunchSpec {
+    /// A spec running `command` in `dir`, with default parameters, limits and `PATH`.
+    pub fn new(dir: impl Into<PathBuf>, command: Vec<String>) -> Self {
+        Self {
+            dir: dir.into(),
+            command,
+            server: ServerParams::default(),
+            env: Vec::new(),
+            limits: Limits::default(),
+            path: env::default_path(),
+            hidden: Vec::new(),
+        }
+    }
 }
 
 /// How a server process ended.
@@ -101,7 +130,8 @@ impl std::fmt::Display for Exit {
     }
 }
 
-/// Why a server could not be started at all.
+/// Why a server could not be started at all: the submission's fault (no such folder or
+/// program), or the sandbox's ([`LaunchError::Isolation`]).
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
     /// The submission folder does not exist or is not a folder.
@@ -118,18 +148,20 @@ pub enum LaunchError {
         /// What the system said.
         reason: String,
     },
-    /// The isolation (namespaces, limits, agent) could not be set up.
+    /// The submission cannot be used as it is (larger than a sandbox takes).
+    #[error("the submission cannot be used: {0}")]
+    Submission(String),
+    /// The isolation (namespaces, limits, agent) could not be set up: a grading fault.
     #[error("cannot isolate the server: {0}")]
-    Isolation(String),
+    Isolation(#[from] IsolationError),
 }
 
 /// A running (or ended) server. Dropping it kills everything it started.
 pub trait Sut: Send {
     /// The server's main process, as this process's `/proc` names it.
     fn pid(&self) -> u32;
-    /// A process that every process of the server descends from (a sandbox init or an
-    /// agent): the root of the tree whose threads are counted. Itself not counted.
-    fn tree_root(&self) -> u32;
+    /// The server's processes, whose threads are counted.
+    fn processes(&self) -> ProcessSet;
     /// How the main process ended, if it has.
     fn poll_exit(&mut self) -> Option<Exit>;
     /// Kills the server and every process it started, and waits for them to go.
@@ -160,4 +192,6 @@ pub trait Launcher: Send + Sync {
     /// Removes every message queue left in the server's IPC namespace after a check, and
     /// returns how many there were. A launcher whose namespace dies with the check returns 0.
     fn sweep_queues(&self) -> usize;
+    /// How the servers are isolated, in a sentence for the results.
+    fn isolation(&self) -> String;
 }

@@ -94,3 +94,17 @@ pub fn wait_for_queue(key: i32, timeout: Duration) -> Option<MessageQueue> {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// Makes this test process a child subreaper (once): processes orphaned below it are
+/// reparented to it instead of to init, so a test can find what a grader left behind.
+pub fn become_subreaper() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
+    });
+}
+
+/// Every process whose parent chain reaches `root` (not `root` itself).
+pub fn descendants(root: u32) -> Vec<u32> {
+    poolgrade::grader::procfs::descendants(root)
+}

@@ -295,15 +295,14 @@ fn the_agent_in_a_container_launches_limits_and_stops_servers() {
         "the agent is not PID 1 of its container"
     );
 
-    let spec = |command: &[&str]| LaunchSpec {
-        dir: Path::new("/work").to_path_buf(),
-        command: command.iter().map(|s| s.to_string()).collect(),
-        env: vec![("TIMESERVER_DELAY".into(), "0.1".into())],
-        limits: Limits {
+    let spec = |command: &[&str]| {
+        let mut spec = LaunchSpec::new("/work", command.iter().map(|s| s.to_string()).collect());
+        spec.limits = Limits {
             max_processes: 300,
             max_memory_mib: 512,
             ..Limits::default()
-        },
+        };
+        spec
     };
     // A server whose shell also leaves a sleeper in its own session: the stop must kill both.
     let mut sut = launcher

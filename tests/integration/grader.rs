@@ -19,7 +19,7 @@ use serial_test::serial;
 use crate::common::{bin, fixtures, python_sysv_ipc};
 
 /// Every fixture submission folder, sorted.
-fn corpus() -> Vec<PathBuf> {
+pub(crate) fn corpus() -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(fixtures().join("submissions"))
         .expect("tests/fixtures/submissions")
         .flatten()
@@ -31,7 +31,7 @@ fn corpus() -> Vec<PathBuf> {
 }
 
 /// Expected verdicts: submission -> stage -> check id -> "pass" | "fail".
-type Expected = BTreeMap<String, BTreeMap<String, BTreeMap<String, String>>>;
+pub(crate) type Expected = BTreeMap<String, BTreeMap<String, BTreeMap<String, String>>>;
 
 fn expected(dirs: &[PathBuf]) -> Expected {
     dirs.iter()
@@ -57,23 +57,19 @@ fn expected(dirs: &[PathBuf]) -> Expected {
         .collect()
 }
 
-/// Processes left alive by a sandboxed server (uids from the sandbox range).
-fn sandbox_processes() -> Vec<String> {
+/// Processes left alive by a sandboxed server of *this* test run: the test process is a
+/// child subreaper, so whatever a grader it started leaves behind becomes its descendant;
+/// of those, the ones running as a sandbox uid. Other graders on the machine are not seen.
+pub(crate) fn sandbox_processes() -> Vec<String> {
+    crate::common::become_subreaper();
+    let range = poolgrade::grader::sandbox::uids::UidRange::for_sandboxes().expect("uid range");
+    let me = std::process::id();
     let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+    for pid in crate::common::descendants(me) {
+        let Some([uid, ..]) = poolgrade::grader::sandbox::uids::uids_of(pid) else {
             continue;
         };
-        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
-            continue;
-        };
-        let uid: u32 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("Uid:"))
-            .and_then(|l| l.split_whitespace().next())
-            .and_then(|u| u.parse().ok())
-            .unwrap_or(0);
-        if uid >= poolgrade::grader::sandbox::SANDBOX_UID_BASE {
+        if range.contains(uid) && !poolgrade::grader::procfs::is_zombie(pid) {
             let cmd = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             out.push(format!("{pid} uid {uid}: {}", cmd.replace('\0', " ")));
         }
@@ -81,37 +77,85 @@ fn sandbox_processes() -> Vec<String> {
     out
 }
 
-/// The corpus graded once for every test of this module: (events as JSON lines, out dir).
-struct Graded {
-    stdout: String,
-    out: tempfile::TempDir,
-    status: i32,
+/// The corpus graded once, in one batch (hostile fixtures beside correct neighbours), for
+/// every test of this module and of `isolation`: its events as JSON lines, its results
+/// folder, its exit status, and what the hostile tests look for.
+pub(crate) struct Graded {
+    pub stdout: String,
+    pub out: tempfile::TempDir,
+    pub status: i32,
+    /// A secret only the rubric holds: no feedback may quote it.
+    pub marker: String,
+    /// The rubric's folder (readable by everyone, like the results: only the sandbox keeps
+    /// a server from them).
+    pub rubric_dir: tempfile::TempDir,
+    /// A digest of every file of the corpus before grading.
+    pub corpus_before: String,
 }
 
-fn graded_corpus() -> &'static Graded {
+/// A folder readable and enterable by everyone (a plain tempdir is mode 0700, which would
+/// hide it from a server even without a sandbox, and prove nothing).
+pub(crate) fn open_tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+/// Every file under `dir` with its size and a hash of its bytes, one line each, sorted.
+pub(crate) fn digest(dir: &Path) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut lines = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if e.file_type().unwrap().is_dir() {
+                todo.push(p);
+            } else {
+                let bytes = std::fs::read(&p).unwrap_or_default();
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                bytes.hash(&mut h);
+                lines.push(format!("{} {} {:x}", p.display(), bytes.len(), h.finish()));
+            }
+        }
+    }
+    lines.sort();
+    lines.join("\n")
+}
+
+pub(crate) fn graded_corpus() -> &'static Graded {
     static GRADED: OnceLock<Graded> = OnceLock::new();
     GRADED.get_or_init(|| {
-        let out = tempfile::tempdir().unwrap();
+        crate::common::become_subreaper();
+        let corpus_before = digest(&fixtures().join("submissions"));
+        let out = open_tempdir();
+        let rubric_dir = open_tempdir();
+        let marker = format!("rubric-secret-{:x}", rand::random::<u64>());
+        let rubric = rubric_dir.path().join("rubric.toml");
+        std::fs::write(&rubric, format!("# {marker}\n[params]\nworkers = 3\n")).unwrap();
         let output = Command::new(bin("poolgrade"))
-            .arg("grade")
-            .arg("--format")
-            .arg("json")
+            .args(["grade", "--format", "json", "--rubric"])
+            .arg(&rubric)
             .arg("--out")
             .arg(out.path())
             .args(corpus())
-            .timeout(Duration::from_secs(600))
+            .timeout(Duration::from_secs(900))
             .output()
             .unwrap();
         Graded {
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
             out,
             status: output.status.code().unwrap_or(-1),
+            marker,
+            rubric_dir,
+            corpus_before,
         }
     })
 }
 
 /// The verdicts the grader gave, from its JSON Lines `stage-finished` events.
-fn verdicts(stdout: &str) -> Expected {
+pub(crate) fn verdicts(stdout: &str) -> Expected {
     let mut got = Expected::new();
     for line in stdout.lines() {
         let v: serde_json::Value = serde_json::from_str(line).expect("each line is JSON");
@@ -125,10 +169,10 @@ fn verdicts(stdout: &str) -> Expected {
             .entry(r["stage"].as_str().unwrap().to_string())
             .or_default();
         for o in r["outcomes"].as_array().unwrap() {
-            let verdict = if o["status"] == "passed" {
-                "pass"
-            } else {
-                "fail"
+            let verdict = match o["status"].as_str() {
+                Some("passed") => "pass",
+                Some("failed") => "fail",
+                _ => "error",
             };
             stage.insert(o["id"].as_str().unwrap().to_string(), verdict.to_string());
         }
@@ -250,9 +294,18 @@ fn corpus_grading_leaves_no_process_and_no_queue() {
     assert!(leftovers.is_empty(), "queue 666 leaked: {leftovers:?}");
 }
 
+/// An empty folder for a server that needs no files (the reference server): `check` copies
+/// its `--dir` (the current folder by default) into the sandbox.
+fn empty_dir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
 fn timeserver_check(stage: &str, mode: &str) -> assert_cmd::assert::Assert {
+    let dir = empty_dir();
     Command::new(bin("poolgrade"))
-        .args(["check", "--stage", stage, "--"])
+        .args(["check", "--stage", stage, "--dir"])
+        .arg(dir.path())
+        .arg("--")
         .arg(bin("timeserver"))
         .args(["--mode", mode])
         .timeout(Duration::from_secs(120))
@@ -290,9 +343,12 @@ fn the_reference_pool_fails_the_spawn_stage_and_inline_fails_concurrency() {
 #[serial(sandbox)]
 fn check_writes_gradescope_and_junit_for_one_stage() {
     let out = tempfile::tempdir().unwrap();
+    let dir = empty_dir();
     Command::new(bin("poolgrade"))
         .args(["check", "--stage", "pool", "--out"])
         .arg(out.path())
+        .arg("--dir")
+        .arg(dir.path())
         .arg("--")
         .arg(bin("timeserver"))
         .args(["--mode", "pool"])
@@ -360,6 +416,7 @@ fn a_broken_rubric_names_its_line() {
 
 /// Grades one hostile fixture alone and returns (exit code, JSON lines).
 fn grade_one(name: &str) -> (i32, String) {
+    crate::common::become_subreaper();
     let out = tempfile::tempdir().unwrap();
     let output = Command::new(bin("poolgrade"))
         .args(["grade", "--format", "json", "--out"])

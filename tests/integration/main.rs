@@ -7,5 +7,6 @@ mod common;
 mod containers;
 mod grader;
 mod interop;
+mod isolation;
 mod primes;
 mod server;

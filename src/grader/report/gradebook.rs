@@ -1,16 +1,22 @@
 //! The CSV gradebook of a batch: one row per submission, with each stage's score, the total,
-//! one column per check of each stage, and the errors that kept a submission from grading.
+//! one column per check of each stage, and the checks that could not be graded.
 //!
 //! Columns, always the same whatever the rubric:
 //!
 //! `submission,stage_spawn,stage_pool,score,max_score,spawn.starts,…,spawn.cleanup,pool.starts,…,pool.cleanup,error`
 //!
-//! - `stage_<stage>`: the points the stage earned; empty if it was not graded.
+//! - `stage_<stage>`: the points the stage earned, out of its full maximum: a check that
+//!   could not be graded earns 0, so a stage none of whose checks could be graded reads `0`;
+//!   empty if the stage was not graded for the submission.
 //! - `score`: the sum of the stage scores.
 //! - `max_score`: the most a submission could earn in the graded stages (the stages enabled by
-//!   the rubric and any stage graded for some submission), the same in every row.
-//! - `<stage>.<id>`: `1` if the check passed, `0` if it failed, empty if it did not run.
-//! - `error`: why the submission could not be graded, if it could not (one line).
+//!   the rubric and any stage graded for some submission, every check's weight counted,
+//!   those that could not be graded included), the same in every row.
+//! - `<stage>.<id>`: `1` if the check passed, `0` if it failed, `error` if it could not be
+//!   graded (a grading fault, not a verdict), empty if it did not run.
+//! - `error`: which checks could not be graded and why, on one line, one entry per stage and
+//!   reason (`pool (all 11 checks): the check could not be graded: …` or
+//!   `pool (drain, cleanup): …`, entries separated by `; `); empty when every check was graded.
 //!
 //! Fields are quoted as RFC 4180 says. Text fields (submission, error) that a spreadsheet would
 //! read as a formula (starting with `=`, `+`, `-`, `@`) get a leading `'`.
@@ -19,11 +25,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::{clean_text, round_score, stage_score, write_file, ReportError};
-use crate::grader::outcome::{CheckId, Stage, StageReport};
+use crate::grader::outcome::{CheckId, Stage, StageReport, Status};
 use crate::grader::rubric::Rubric;
 
-/// A gradebook being filled, one stage report or error at a time. Rows come out sorted by
-/// submission name.
+/// A gradebook being filled, one stage report at a time. Rows come out sorted by submission
+/// name.
 #[derive(Debug, Clone)]
 pub struct Gradebook {
     rubric: Rubric,
@@ -33,13 +39,41 @@ pub struct Gradebook {
 #[derive(Debug, Clone, Default)]
 struct Row {
     stages: BTreeMap<Stage, StageRow>,
-    errors: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
 struct StageRow {
     score: f64,
-    checks: BTreeMap<CheckId, bool>,
+    checks: BTreeMap<CheckId, Status>,
+    /// The `error` column's entries for the stage (see the module doc).
+    faults: Vec<String>,
+}
+
+/// The `error` column's entries for `report`: its checks that could not be graded, grouped
+/// by what they observed (why), in catalogue order.
+fn faults(report: &StageReport) -> Vec<String> {
+    let mut groups: Vec<(String, Vec<CheckId>)> = Vec::new();
+    for o in report.outcomes.iter().filter(|o| o.is_error()) {
+        let why = one_line(&o.observed);
+        match groups.iter_mut().find(|(w, _)| *w == why) {
+            Some((_, ids)) => ids.push(o.id),
+            None => groups.push((why, vec![o.id])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(why, ids)| {
+            let which = if ids.len() == report.outcomes.len() && ids.len() > 1 {
+                format!("all {} checks", ids.len())
+            } else {
+                ids.iter()
+                    .map(|id| id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            format!("{} ({which}): {why}", report.stage)
+        })
+        .collect()
 }
 
 impl Gradebook {
@@ -55,22 +89,14 @@ impl Gradebook {
     pub fn add_report(&mut self, report: &StageReport) {
         let stage = StageRow {
             score: stage_score(report, &self.rubric),
-            checks: report.outcomes.iter().map(|o| (o.id, o.passed())).collect(),
+            checks: report.outcomes.iter().map(|o| (o.id, o.status)).collect(),
+            faults: faults(report),
         };
         self.rows
             .entry(report.submission.clone())
             .or_default()
             .stages
             .insert(report.stage, stage);
-    }
-
-    /// Records why `submission` could not be graded (it gets a row even with no report).
-    pub fn add_error(&mut self, submission: &str, message: &str) {
-        self.rows
-            .entry(submission.to_owned())
-            .or_default()
-            .errors
-            .push(message.to_owned());
     }
 
     /// The column names.
@@ -119,17 +145,22 @@ impl Gradebook {
             for stage in Stage::ALL {
                 let checks = row.stages.get(&stage).map(|s| &s.checks);
                 for id in stage.checks() {
-                    fields.push(match checks.and_then(|c| c.get(id)) {
-                        Some(true) => "1".to_owned(),
-                        Some(false) => "0".to_owned(),
-                        None => String::new(),
-                    });
+                    fields.push(
+                        match checks.and_then(|c| c.get(id)) {
+                            Some(Status::Passed) => "1",
+                            Some(Status::Failed) => "0",
+                            Some(Status::Error) => "error",
+                            None => "",
+                        }
+                        .to_owned(),
+                    );
                 }
             }
             let error = row
-                .errors
-                .iter()
-                .map(|e| one_line(e))
+                .stages
+                .values()
+                .flat_map(|s| &s.faults)
+                .map(String::as_str)
                 .collect::<Vec<_>>()
                 .join("; ");
             fields.push(field(&error, true));
@@ -144,19 +175,15 @@ impl Gradebook {
     }
 }
 
-/// Writes the gradebook of `reports` and `errors` (`(submission, message)` pairs) to `path`.
+/// Writes the gradebook of `reports` to `path`.
 pub fn write_gradebook(
     path: &Path,
     reports: &[StageReport],
-    errors: &[(String, String)],
     rubric: &Rubric,
 ) -> Result<(), ReportError> {
     let mut book = Gradebook::new(rubric);
     for r in reports {
         book.add_report(r);
-    }
-    for (submission, message) in errors {
-        book.add_error(submission, message);
     }
     book.write(path)
 }
@@ -221,20 +248,32 @@ mod tests {
         (header, rows)
     }
 
+    /// The cell a check's outcome should read as.
+    fn cell_of(status: Status) -> &'static str {
+        match status {
+            Status::Passed => "1",
+            Status::Failed => "0",
+            Status::Error => "error",
+        }
+    }
+
     #[test]
     fn one_row_per_submission_with_columns_that_line_up() {
         let rubric = rubric();
-        let reports = several_submissions();
-        let errors = vec![
-            (
-                "dave".to_owned(),
-                "no server_spawn.py,\nnor \"server_pool.py\"".to_owned(),
-            ),
-            ("=cmd|' /C calc'!A0".to_owned(), "@SUM(1)".to_owned()),
-        ];
+        let mut reports = several_submissions();
+        reports.push(report(
+            "=cmd|' /C calc'!A0",
+            Stage::Spawn,
+            &[CheckId::Reply],
+        ));
+        reports.push(report_with_errors(
+            "dave",
+            Stage::Pool,
+            &[CheckId::Drain, CheckId::Cleanup],
+        ));
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("out/gradebook.csv");
-        write_gradebook(&path, &reports, &errors, &rubric).expect("write");
+        write_gradebook(&path, &reports, &rubric).expect("write");
         let (header, rows) = read_csv(&std::fs::read_to_string(&path).expect("read"));
 
         assert_eq!(header, Gradebook::header());
@@ -256,7 +295,6 @@ mod tests {
             .into_iter()
             .map(str::to_owned)
             .collect();
-        names.extend(errors.iter().map(|(n, _)| n.clone()));
         names.sort();
         let shown: Vec<String> = rows
             .iter()
@@ -293,7 +331,7 @@ mod tests {
                     let cell = &row[col(&format!("{stage}.{id}"))];
                     let want = stage_report
                         .and_then(|r| r.outcomes.iter().find(|o| o.id == *id))
-                        .map_or("", |o| if o.passed() { "1" } else { "0" });
+                        .map_or("", |o| cell_of(o.status));
                     assert_eq!(cell, want, "{name} {stage}.{id}");
                 }
             }
@@ -302,32 +340,70 @@ mod tests {
         let row_of = |name: &str| rows.iter().find(|r| r[0] == name).expect("row");
         // Commas and quotes survive the quoting.
         assert_eq!(row_of("bob, \"the\" <builder> & co")[col("error")], "");
+        // The errored checks are named with why, on one line.
         assert_eq!(
             row_of("dave")[col("error")],
-            "no server_spawn.py, / nor \"server_pool.py\""
+            format!("pool (drain, cleanup): the check could not be graded: {FAULT}")
         );
-        // Formula-looking text is defused.
-        assert_eq!(row_of("'=cmd|' /C calc'!A0")[col("error")], "'@SUM(1)");
+        // A formula-looking name is defused with a leading quote.
+        assert_eq!(row_of("'=cmd|' /C calc'!A0")[col("spawn.reply")], "0");
+        assert!(rows.iter().all(|r| !r[0].starts_with('=')));
     }
 
     #[test]
-    fn a_later_report_replaces_an_earlier_one_and_errors_accumulate() {
+    fn an_ungradable_stage_reads_error_in_every_check_cell_and_0_of_the_full_maximum() {
+        let rubric = rubric();
+        let reports = graded_beside_ungradable();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("gradebook.csv");
+        write_gradebook(&path, &reports, &rubric).expect("write");
+        let (header, rows) = read_csv(&std::fs::read_to_string(&path).expect("read"));
+        assert_eq!(rows.len(), 1);
+        let row = &rows[0];
+        let col = |name: &str| header.iter().position(|h| h == name).expect("column");
+
+        // Pool: every check reads `error`, the stage 0; its 13 points (2.5 + 0.5 + 0 + 3 +
+        // 7 × 1) stay in max_score beside spawn's 10.
+        for id in Stage::Pool.checks() {
+            assert_eq!(row[col(&format!("pool.{id}"))], "error", "pool.{id}");
+        }
+        assert_eq!(row[col("stage_pool")], "0");
+        assert_eq!(row[col("max_score")], "23");
+        assert_eq!(
+            row[col("error")],
+            format!("pool (all 11 checks): the check could not be graded: {FAULT}")
+        );
+        // Spawn keeps its points: 10 less the failed reply.
+        assert_eq!(row[col("stage_spawn")], "9");
+        assert_eq!(row[col("score")], "9");
+        assert_eq!(row[col("spawn.reply")], "0");
+        assert_eq!(row[col("spawn.routing")], "1");
+    }
+
+    #[test]
+    fn a_later_report_replaces_an_earlier_one_and_its_errors() {
         let rubric = rubric();
         let mut book = Gradebook::new(&rubric);
-        book.add_report(&report(
-            "eve",
-            Stage::Spawn,
-            &[crate::grader::outcome::CheckId::Reply],
-        ));
+        book.add_report(&report_with_errors("eve", Stage::Spawn, &[CheckId::Reply]));
         book.add_report(&report("eve", Stage::Spawn, &[]));
-        book.add_error("eve", "first\u{1b}[31m");
-        book.add_error("eve", "second");
+        book.add_report(&report_with_errors("eve", Stage::Pool, &[CheckId::Starts]));
         let (header, rows) = read_csv(&book.to_csv());
         assert_eq!(rows.len(), 1);
         let col = |name: &str| header.iter().position(|h| h == name).expect("column");
         assert_eq!(rows[0][col("spawn.reply")], "1");
-        assert_eq!(rows[0][col("error")], "first; second");
-        let want = expected_score(&[report("eve", Stage::Spawn, &[])], &rubric);
+        assert_eq!(rows[0][col("pool.starts")], "error");
+        // Only the pool error is left: the spawn one went with its report.
+        assert_eq!(
+            rows[0][col("error")],
+            format!("pool (starts): the check could not be graded: {FAULT}")
+        );
+        let want = expected_score(
+            &[
+                report("eve", Stage::Spawn, &[]),
+                report_with_errors("eve", Stage::Pool, &[CheckId::Starts]),
+            ],
+            &rubric,
+        );
         assert!((rows[0][col("score")].parse::<f64>().expect("score") - want).abs() < 1e-6);
     }
 

@@ -1,13 +1,17 @@
 //! Gradescope's `results.json` (written to `/autograder/results/results.json` on Gradescope)
 //! for one submission: a test per check, worth its rubric weight.
+//!
+//! Gradescope knows only `passed` and `failed`: a check that could not be graded is a
+//! `failed` test at 0 of its weight whose output starts with
+//! [`ERROR_HEADLINE`](super::ERROR_HEADLINE).
 
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use super::{
-    clean_text, points, round_score, single_submission, stage_number, summary, test_name,
-    write_json, ReportError,
+    clean_text, feedback_text, points, round_score, single_submission, stage_number, summary,
+    test_name, write_json, ReportError,
 };
 use crate::grader::outcome::StageReport;
 use crate::grader::rubric::{Rubric, Visibility};
@@ -19,7 +23,8 @@ pub struct GradescopeResults {
     pub score: f64,
     /// Seconds the grading took, rounded.
     pub execution_time: u64,
-    /// A short summary, one line per stage.
+    /// A short summary, one line per stage, then `"<stage>: isolated by <how>"` for each
+    /// stage whose servers the sandbox described.
     pub output: String,
     /// Who sees the result ([`crate::grader::rubric::GradescopeOptions`]).
     pub visibility: Visibility,
@@ -34,13 +39,14 @@ pub struct GradescopeResults {
 pub struct GradescopeTest {
     /// `"<stage>: <id> — <title>"`.
     pub name: String,
-    /// Points earned: the weight if passed, else 0.
+    /// Points earned: the weight if passed, else 0 (failed or could not be graded).
     pub score: f64,
-    /// The check's weight.
+    /// The check's weight, whether or not it could be graded.
     pub max_score: f64,
-    /// `"passed"` or `"failed"`.
+    /// `"passed"` or `"failed"`; a check that could not be graded is `"failed"`.
     pub status: String,
-    /// The feedback: did, expected, observed, hint, server output (cleaned).
+    /// The feedback: did, expected, observed, hint, server output (cleaned); after
+    /// [`ERROR_HEADLINE`](super::ERROR_HEADLINE) when the check could not be graded.
     pub output: String,
     /// Always `"text"`.
     pub output_format: String,
@@ -65,7 +71,7 @@ pub fn gradescope_results(reports: &[StageReport], rubric: &Rubric) -> Gradescop
                     score: points(o, rubric),
                     max_score: rubric.check_weight(o.id),
                     status: if o.passed() { "passed" } else { "failed" }.to_owned(),
-                    output: clean_text(&o.feedback()),
+                    output: clean_text(&feedback_text(o)),
                     output_format: "text".to_owned(),
                     tags: vec![format!("stage:{}", r.stage), format!("check:{}", o.id)],
                     visibility: rubric.visibility(o.id),
@@ -81,11 +87,28 @@ pub fn gradescope_results(reports: &[StageReport], rubric: &Rubric) -> Gradescop
         } else {
             0
         },
-        output: summary(reports, rubric),
+        output: output(reports, rubric),
         visibility: rubric.gradescope.visibility,
         stdout_visibility: rubric.gradescope.stdout_visibility,
         tests,
     }
+}
+
+/// The top-level output: [`summary`], then one line per stage whose isolation is described.
+fn output(reports: &[StageReport], rubric: &Rubric) -> String {
+    let mut text = summary(reports, rubric);
+    for r in reports {
+        let isolation = clean_text(&r.isolation)
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        if !isolation.is_empty() {
+            text.push_str(&format!("\n{}: isolated by {isolation}", r.stage));
+        }
+    }
+    text
 }
 
 /// Writes Gradescope's `results.json` for one submission's `reports` to `path`.
@@ -103,6 +126,7 @@ pub fn write_gradescope(
 #[cfg(test)]
 mod tests {
     use super::super::fixtures::*;
+    use super::super::ERROR_HEADLINE;
     use super::*;
     use crate::grader::outcome::{CheckId, Stage};
     use serde_json::Value;
@@ -200,11 +224,74 @@ mod tests {
             .find(|t| t["status"] == "failed")
             .expect("a failed test");
         let output = failed["output"].as_str().expect("output");
-        assert!(output.contains(&clean_text(NASTY)), "{output}");
+        // Behind the quoting margin, so no line of it passes for the grader's own.
+        assert!(
+            output.contains(&crate::grader::text::quote_output(NASTY)),
+            "{output}"
+        );
         assert!(output.contains("Hint: reply with type pid+3"), "{output}");
         assert!(
             !output.contains('\u{1b}') && !output.contains('\0'),
             "{output:?}"
+        );
+    }
+
+    #[test]
+    fn an_ungradable_stage_scores_0_of_its_full_weight_in_failed_tests_marked_error() {
+        let rubric = rubric();
+        let reports = graded_beside_ungradable();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("results.json");
+        write_gradescope(&path, &reports, &rubric).expect("write");
+        let json = read(&path);
+        let tests = json["tests"].as_array().expect("tests");
+        let of_stage = |stage: Stage| -> Vec<&Value> {
+            tests
+                .iter()
+                .filter(|t| t["tags"][0] == format!("stage:{stage}").as_str())
+                .collect()
+        };
+
+        // Every pool check is a failed test at 0 of its own weight, marked as an error.
+        let pool = of_stage(Stage::Pool);
+        assert_eq!(pool.len(), Stage::Pool.checks().len());
+        let mut pool_max = 0.0;
+        for (t, id) in pool.iter().zip(Stage::Pool.checks()) {
+            assert_eq!(t["tags"][1], format!("check:{id}").as_str());
+            assert_eq!(t["score"].as_f64(), Some(0.0), "{id}");
+            assert_eq!(t["max_score"].as_f64(), Some(rubric.check_weight(*id)));
+            assert_eq!(t["status"], "failed");
+            let output = t["output"].as_str().expect("output");
+            let first = output.lines().next().unwrap_or_default();
+            assert_eq!(first, ERROR_HEADLINE, "{id}");
+            assert!(output.contains(&clean_text(FAULT)), "{output}");
+            pool_max += t["max_score"].as_f64().expect("max_score");
+        }
+        // The uneven weights all count: 2.5 + 0.5 + 0 + 3 + 7 × 1.
+        assert!((pool_max - 13.0).abs() < 1e-9, "{pool_max}");
+
+        // The graded stage keeps its points: 10 minus the failed reply.
+        let spawn = of_stage(Stage::Spawn);
+        let spawn_score: f64 = spawn.iter().filter_map(|t| t["score"].as_f64()).sum();
+        assert!((spawn_score - 9.0).abs() < 1e-9, "{spawn_score}");
+        assert!(spawn.iter().all(|t| {
+            !t["output"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(ERROR_HEADLINE)
+        }));
+        assert!((json["score"].as_f64().expect("score") - 9.0).abs() < 1e-9);
+
+        // The summary says so; only the stage that started servers says how they were isolated.
+        let output = json["output"].as_str().expect("output");
+        let lines: Vec<&str> = output.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "spawn: 9/10 checks passed, 9/10 points",
+                "pool: 0/11 checks passed, 11 could not be graded, 0/13 points",
+                "spawn: isolated by native: test fixture",
+            ]
         );
     }
 

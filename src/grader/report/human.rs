@@ -9,20 +9,30 @@
 //!         Observed: ...
 //!         Hint: ...
 //! alice spawn: 9/10 checks passed
+//! alice · stage pool (11 checks)
+//!   ERROR starts        0.02s
+//!         ERROR: this check could not be graded (a grading fault, not a verdict on your code)
+//!         Did: ...
+//!   ...
+//! alice pool: 9/11 checks passed, 1 could not be graded
 //! ```
 //!
-//! With colour (a terminal, `NO_COLOR` unset or empty) the marks are a green ✓ and a red ✗.
+//! A check that could not be graded reads `ERROR`, its feedback indented like a failure's.
+//! With colour (a terminal, `NO_COLOR` unset or empty) the marks are a green ✓, a red ✗ and
+//! a yellow `!`; the footer is green when every check passed, yellow when some could not be
+//! graded, red otherwise.
 //! Lines of one stage always stay together: the first stage to start is printed live, check
 //! by check; a stage that runs at the same time (a parallel batch) is printed whole when it
 //! finishes and the live one is done.
 
 use std::io::{self, IsTerminal, Write};
 
-use super::{clean_text, Reporter};
-use crate::grader::outcome::{CheckId, Event, Outcome, Stage, StageReport};
+use super::{clean_text, error_count, feedback_text, Reporter};
+use crate::grader::outcome::{CheckId, Event, Outcome, Stage, StageReport, Status};
 
 const GREEN: &str = "\u{1b}[32m";
 const RED: &str = "\u{1b}[31m";
+const YELLOW: &str = "\u{1b}[33m";
 const BOLD: &str = "\u{1b}[1m";
 const RESET: &str = "\u{1b}[0m";
 
@@ -35,8 +45,10 @@ fn id_width() -> usize {
         .unwrap_or(0)
 }
 
-/// Prints a summary per stage: a header, one line per check, the feedback of each failure
-/// indented under it, and `"<submission> <stage>: N/M checks passed"`.
+/// Prints a summary per stage: a header, one line per check, the feedback of each failure or
+/// check that could not be graded indented under it, and
+/// `"<submission> <stage>: N/M checks passed"` (then `", E could not be graded"` if some
+/// could not).
 pub struct HumanReporter<W: Write> {
     out: W,
     color: bool,
@@ -90,22 +102,33 @@ impl<W: Write> HumanReporter<W> {
     }
 
     fn check(&mut self, outcome: &Outcome) -> io::Result<()> {
-        let mark = match (outcome.passed(), self.color) {
-            (true, true) => self.paint(GREEN, "✓"),
-            (false, true) => self.paint(RED, "✗"),
-            (true, false) => "PASS".to_owned(),
-            (false, false) => "FAIL".to_owned(),
+        // Each mark and the space after it fill as many columns, so ids line up: a coloured
+        // mark is one character and a space, a word is padded to five.
+        let mark = if self.color {
+            let (code, sign) = match outcome.status {
+                Status::Passed => (GREEN, "✓"),
+                Status::Failed => (RED, "✗"),
+                Status::Error => (YELLOW, "!"),
+            };
+            format!("{} ", self.paint(code, sign))
+        } else {
+            let word = match outcome.status {
+                Status::Passed => "PASS",
+                Status::Failed => "FAIL",
+                Status::Error => "ERROR",
+            };
+            format!("{word:<5}")
         };
         writeln!(
             self.out,
-            "  {mark}  {:<width$}  {:>6.2}s",
+            "  {mark} {:<width$}  {:>6.2}s",
             outcome.id.as_str(),
             outcome.seconds,
             width = id_width()
         )?;
         if !outcome.passed() {
             let indent = if self.color { 5 } else { 8 };
-            for line in clean_text(&outcome.feedback()).lines() {
+            for line in clean_text(&feedback_text(outcome)).lines() {
                 writeln!(self.out, "{:indent$}{line}", "")?;
             }
         }
@@ -113,14 +136,25 @@ impl<W: Write> HumanReporter<W> {
     }
 
     fn footer(&mut self, report: &StageReport) -> io::Result<()> {
-        let line = format!(
+        let errors = error_count(report);
+        let mut line = format!(
             "{} {}: {}/{} checks passed",
             clean_text(&report.submission),
             report.stage,
             report.passed_count(),
             report.outcomes.len()
         );
-        let line = self.paint(if report.all_passed() { GREEN } else { RED }, &line);
+        if errors > 0 {
+            line.push_str(&format!(", {errors} could not be graded"));
+        }
+        let colour = if report.all_passed() {
+            GREEN
+        } else if errors > 0 {
+            YELLOW
+        } else {
+            RED
+        };
+        let line = self.paint(colour, &line);
         writeln!(self.out, "{line}")
     }
 
@@ -193,6 +227,7 @@ impl<W: Write> Reporter for HumanReporter<W> {
 #[cfg(test)]
 mod tests {
     use super::super::fixtures::*;
+    use super::super::ERROR_HEADLINE;
     use super::*;
 
     fn events_of(report: &StageReport) -> Vec<Event> {
@@ -231,33 +266,37 @@ mod tests {
         let mut i = 1;
         for o in &report.outcomes {
             let words: Vec<&str> = lines[i].split_whitespace().collect();
-            assert_eq!(
-                words[0],
-                if o.passed() { "PASS" } else { "FAIL" },
-                "{}",
-                lines[i]
-            );
+            let mark = match o.status {
+                Status::Passed => "PASS",
+                Status::Failed => "FAIL",
+                Status::Error => "ERROR",
+            };
+            assert_eq!(words[0], mark, "{}", lines[i]);
             assert_eq!(words[1], o.id.as_str());
             assert_eq!(words[2], format!("{:.2}s", o.seconds));
+            // The ids line up whatever the mark.
+            assert_eq!(lines[i].find(o.id.as_str()), Some(8), "{}", lines[i]);
             i += 1;
             if !o.passed() {
-                for want in clean_text(&o.feedback()).lines() {
+                for want in clean_text(&feedback_text(o)).lines() {
                     assert_eq!(lines[i].trim_start(), want.trim_start());
                     assert!(lines[i].starts_with("        "), "indented: {:?}", lines[i]);
                     i += 1;
                 }
             }
         }
-        assert_eq!(
-            lines[i],
-            format!(
-                "{} {}: {}/{} checks passed",
-                report.submission,
-                report.stage,
-                report.passed_count(),
-                report.outcomes.len()
-            )
+        let errors = report.outcomes.iter().filter(|o| o.is_error()).count();
+        let mut footer = format!(
+            "{} {}: {}/{} checks passed",
+            report.submission,
+            report.stage,
+            report.passed_count(),
+            report.outcomes.len()
         );
+        if errors > 0 {
+            footer.push_str(&format!(", {errors} could not be graded"));
+        }
+        assert_eq!(lines[i], footer);
         i + 1
     }
 
@@ -287,6 +326,63 @@ mod tests {
         // The server's own escape sequences were dropped: only ours remain.
         assert!(!text.contains("\u{1b}]0;"), "{text:?}");
         assert!(!text.contains("\u{1b}[31mred"), "{text:?}");
+    }
+
+    #[test]
+    fn checks_that_could_not_be_graded_read_error_with_feedback_and_are_counted_in_the_footer() {
+        let reports = vec![
+            report("alice", Stage::Spawn, &[CheckId::Reply]),
+            report_with_errors("alice", Stage::Pool, &[CheckId::Drain, CheckId::Cleanup]),
+            ungradable("bob", Stage::Pool),
+        ];
+        let events: Vec<Event> = reports.iter().flat_map(events_of).collect();
+        let text = render(&events, false);
+        let lines: Vec<&str> = text.lines().collect();
+        let mut at = 0;
+        for r in &reports {
+            at += assert_block(&lines[at..], r);
+        }
+        assert_eq!(at, lines.len());
+        // Spelt out, as the course reads them.
+        assert!(lines.contains(&"alice spawn: 9/10 checks passed"), "{text}");
+        assert!(
+            lines.contains(&"alice pool: 9/11 checks passed, 2 could not be graded"),
+            "{text}"
+        );
+        assert!(
+            lines.contains(&"bob pool: 0/11 checks passed, 11 could not be graded"),
+            "{text}"
+        );
+        assert!(lines.contains(&"  ERROR drain           0.12s"), "{text}");
+        assert!(
+            lines.contains(&format!("        {ERROR_HEADLINE}").as_str()),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn colour_marks_a_check_that_could_not_be_graded_with_a_yellow_bang() {
+        let reports = [report_with_errors(
+            "alice",
+            Stage::Pool,
+            &[CheckId::Drain, CheckId::Cleanup],
+        )];
+        let events: Vec<Event> = reports.iter().flat_map(events_of).collect();
+        let text = render(&events, true);
+        assert_eq!(text.matches(&format!("{YELLOW}!{RESET}")).count(), 2);
+        assert_eq!(text.matches(&format!("{GREEN}✓{RESET}")).count(), 9);
+        assert_eq!(text.matches(&format!("{RED}✗{RESET}")).count(), 0);
+        // Its feedback is indented under it, like a failure's.
+        assert!(
+            text.contains(&format!("\n     {ERROR_HEADLINE}\n")),
+            "{text:?}"
+        );
+        assert!(
+            text.contains(&format!(
+                "{YELLOW}alice pool: 9/11 checks passed, 2 could not be graded{RESET}"
+            )),
+            "{text:?}"
+        );
     }
 
     #[test]

@@ -41,7 +41,7 @@ impl<W: Write> Reporter for JsonLinesReporter<W> {
 mod tests {
     use super::super::fixtures::*;
     use super::*;
-    use crate::grader::outcome::{CheckId, Stage};
+    use crate::grader::outcome::{CheckId, Stage, StageReport};
 
     #[test]
     fn one_event_per_line_that_parses_back_to_the_same_event() {
@@ -84,5 +84,47 @@ mod tests {
             assert_eq!(value["event"], tag);
         }
         assert!(text.contains("\\u0000") && text.contains("\\u001b"));
+    }
+
+    #[test]
+    fn checks_of_an_ungradable_stage_stream_with_status_error_beside_a_graded_stage() {
+        let reports = graded_beside_ungradable();
+        let mut reporter = JsonLinesReporter::new(Vec::new());
+        for r in &reports {
+            for o in &r.outcomes {
+                let event = Event::CheckFinished {
+                    submission: r.submission.clone(),
+                    stage: r.stage,
+                    outcome: o.clone(),
+                };
+                reporter.on_event(&event).expect("write");
+            }
+            let event = Event::StageFinished { report: r.clone() };
+            reporter.on_event(&event).expect("write");
+        }
+        let text = String::from_utf8(reporter.into_inner()).expect("utf-8");
+        let values: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON object"))
+            .collect();
+        let statuses = |stage: &str| -> Vec<String> {
+            values
+                .iter()
+                .filter(|v| v["event"] == "check-finished" && v["stage"] == stage)
+                .map(|v| v["outcome"]["status"].as_str().unwrap_or("?").to_owned())
+                .collect()
+        };
+        assert_eq!(statuses("pool"), vec!["error"; Stage::Pool.checks().len()]);
+        let spawn = statuses("spawn");
+        assert_eq!(spawn.iter().filter(|s| *s == "passed").count(), 9);
+        assert_eq!(spawn.iter().filter(|s| *s == "failed").count(), 1);
+        // The finished stages come back whole, errors and isolation included.
+        let finished: Vec<StageReport> = values
+            .iter()
+            .filter(|v| v["event"] == "stage-finished")
+            .map(|v| serde_json::from_value(v["report"].clone()).expect("a report"))
+            .collect();
+        assert_eq!(finished, reports);
+        assert!(finished[1].outcomes.iter().all(|o| o.is_error()));
     }
 }

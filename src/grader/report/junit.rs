@@ -1,41 +1,51 @@
 //! JUnit XML for CI systems (GitLab, Jenkins, GitHub test reporters): a `<testsuite>` per
-//! submission, a `<testcase classname="<submission>.<stage>" name="<id>">` per check.
+//! submission, a `<testcase classname="<submission>.<stage>" name="<id>">` per check: a failed
+//! check holds a `<failure>`, a check that could not be graded an `<error>` (and counts in the
+//! `errors` attributes, not in `failures`).
 
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::{clean_text, submissions, write_file, ReportError};
-use crate::grader::outcome::StageReport;
+use super::{clean_text, error_count, feedback_text, submissions, write_file, ReportError};
+use crate::grader::outcome::{StageReport, Status};
+
+/// How many checks of `report` failed (those that could not be graded are not failures).
+fn failure_count(report: &StageReport) -> usize {
+    report
+        .outcomes
+        .iter()
+        .filter(|o| o.status == Status::Failed)
+        .count()
+}
 
 /// The JUnit XML document for `reports` (any number of submissions, in order of first
 /// appearance). Every testcase has a classname; each failed one holds
-/// `<failure message="<what the check observed>" type="<id>">` with the whole feedback.
+/// `<failure message="<what the check observed>" type="<id>">` with the whole feedback, each
+/// one that could not be graded `<error message="<why>" type="<id>">` with the feedback after
+/// [`ERROR_HEADLINE`](super::ERROR_HEADLINE). The `failures` and `errors` attributes of
+/// `<testsuites>` and `<testsuite>` count them.
 pub fn junit_xml(reports: &[StageReport]) -> String {
     let total_tests: usize = reports.iter().map(|r| r.outcomes.len()).sum();
-    let total_failures: usize = reports
-        .iter()
-        .map(|r| r.outcomes.len() - r.passed_count())
-        .sum();
+    let total_failures: usize = reports.iter().map(failure_count).sum();
+    let total_errors: usize = reports.iter().map(error_count).sum();
     let total_time: f64 = reports.iter().map(|r| r.seconds).sum();
 
     let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     // Writing to a String cannot fail.
     let _ = writeln!(
         xml,
-        "<testsuites name=\"poolgrade\" tests=\"{total_tests}\" failures=\"{total_failures}\" errors=\"0\" time=\"{}\">",
+        "<testsuites name=\"poolgrade\" tests=\"{total_tests}\" failures=\"{total_failures}\" errors=\"{total_errors}\" time=\"{}\">",
         seconds(total_time)
     );
     for name in submissions(reports) {
         let mine: Vec<&StageReport> = reports.iter().filter(|r| r.submission == name).collect();
         let tests: usize = mine.iter().map(|r| r.outcomes.len()).sum();
-        let failures: usize = mine
-            .iter()
-            .map(|r| r.outcomes.len() - r.passed_count())
-            .sum();
+        let failures: usize = mine.iter().copied().map(failure_count).sum();
+        let errors: usize = mine.iter().copied().map(error_count).sum();
         let time: f64 = mine.iter().map(|r| r.seconds).sum();
         let _ = writeln!(
             xml,
-            "  <testsuite name=\"{}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" skipped=\"0\" time=\"{}\">",
+            "  <testsuite name=\"{}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"0\" time=\"{}\">",
             escape(name, true),
             seconds(time)
         );
@@ -47,21 +57,25 @@ pub fn junit_xml(reports: &[StageReport]) -> String {
                     o.id,
                     seconds(o.seconds)
                 );
-                if o.passed() {
-                    let _ = writeln!(xml, "{open}/>");
-                } else {
-                    let feedback = clean_text(&o.feedback());
-                    // What went wrong, in one line: CI summaries show only the message.
-                    let observed = clean_text(&o.observed);
-                    let first = observed.lines().next().unwrap_or_default();
-                    let _ = writeln!(
-                        xml,
-                        "{open}>\n      <failure message=\"{}\" type=\"{}\">{}</failure>\n    </testcase>",
-                        escape(first, true),
-                        o.id,
-                        escape(&feedback, false)
-                    );
-                }
+                let element = match o.status {
+                    Status::Passed => {
+                        let _ = writeln!(xml, "{open}/>");
+                        continue;
+                    }
+                    Status::Failed => "failure",
+                    Status::Error => "error",
+                };
+                let feedback = clean_text(&feedback_text(o));
+                // What went wrong, in one line: CI summaries show only the message.
+                let observed = clean_text(&o.observed);
+                let first = observed.lines().next().unwrap_or_default();
+                let _ = writeln!(
+                    xml,
+                    "{open}>\n      <{element} message=\"{}\" type=\"{}\">{}</{element}>\n    </testcase>",
+                    escape(first, true),
+                    o.id,
+                    escape(&feedback, false)
+                );
             }
         }
         xml.push_str("  </testsuite>\n");
@@ -110,6 +124,7 @@ fn escape(text: &str, attribute: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::super::fixtures::*;
+    use super::super::ERROR_HEADLINE;
     use super::*;
     use crate::grader::outcome::{CheckId, Stage};
 
@@ -157,7 +172,10 @@ mod tests {
                 .collect();
             assert_eq!(attr(*suite, "tests"), cases.len().to_string());
             assert_eq!(cases.len(), outcomes.len());
-            let failures = outcomes.iter().filter(|(_, o)| !o.passed()).count();
+            let failures = outcomes
+                .iter()
+                .filter(|(_, o)| o.status == Status::Failed)
+                .count();
             assert_eq!(attr(*suite, "failures"), failures.to_string());
             let suite_time: f64 = attr(*suite, "time").parse().expect("time");
             let want_time: f64 = mine.iter().map(|r| r.seconds).sum();
@@ -197,11 +215,70 @@ mod tests {
             .find(|n| n.has_tag_name("failure"))
             .expect("one failure");
         let body = failure.text().expect("failure text");
-        assert!(body.contains(&clean_text(NASTY)), "{body:?}");
+        assert!(
+            body.contains(&crate::grader::text::quote_output(NASTY)),
+            "{body:?}"
+        );
         assert!(
             body.contains("<module> & \"quoted\" 'single' ]]>"),
             "{body:?}"
         );
+    }
+
+    #[test]
+    fn an_ungradable_stage_is_a_testcase_with_an_error_each_counted_apart_from_failures() {
+        let reports = graded_beside_ungradable();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("junit.xml");
+        write_junit(&path, &reports).expect("write");
+        let text = std::fs::read_to_string(&path).expect("read");
+        let doc = roxmltree::Document::parse(&text).expect("well-formed XML");
+
+        // 21 checks: 11 errors (all of pool), 1 failure (spawn's reply), the rest passed.
+        let root = doc.root_element();
+        let suite = root
+            .children()
+            .find(|n| n.has_tag_name("testsuite"))
+            .expect("one suite");
+        for node in [root, suite] {
+            assert_eq!(attr(node, "tests"), "21");
+            assert_eq!(attr(node, "failures"), "1");
+            assert_eq!(attr(node, "errors"), "11");
+        }
+
+        let cases: Vec<_> = suite
+            .children()
+            .filter(|n| n.has_tag_name("testcase"))
+            .collect();
+        let (pool, spawn): (Vec<_>, Vec<_>) = cases
+            .iter()
+            .partition(|c| attr(**c, "classname") == "alice.pool");
+        assert_eq!(pool.len(), Stage::Pool.checks().len());
+        for (case, id) in pool.iter().zip(Stage::Pool.checks()) {
+            assert_eq!(attr(*case, "name"), id.as_str());
+            let children: Vec<_> = case.children().filter(|n| n.is_element()).collect();
+            assert_eq!(children.len(), 1, "{id}: one child");
+            let error = children[0];
+            assert!(error.has_tag_name("error"), "{id}: {:?}", error.tag_name());
+            assert_eq!(attr(error, "type"), id.as_str());
+            // The message says why, escaped markup and quotes intact.
+            assert_eq!(
+                attr(error, "message"),
+                format!("the check could not be graded: {FAULT}")
+            );
+            let body = error.text().expect("error text");
+            assert_eq!(body.lines().next(), Some(ERROR_HEADLINE), "{body}");
+        }
+        // The graded stage: one failure (reply) and no error.
+        assert!(spawn
+            .iter()
+            .all(|c| !c.children().any(|n| n.has_tag_name("error"))));
+        let failed: Vec<&str> = spawn
+            .iter()
+            .filter(|c| c.children().any(|n| n.has_tag_name("failure")))
+            .map(|c| attr(*c, "name"))
+            .collect();
+        assert_eq!(failed, ["reply"]);
     }
 
     #[test]

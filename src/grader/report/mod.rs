@@ -11,12 +11,20 @@
 //! A check that passes earns its rubric weight ([`Rubric::check_weight`]); a failed one earns
 //! 0. A stage's score is the sum over its checks, a submission's the sum over its stages.
 //!
+//! A check that could not run ([`Status::Error`](crate::grader::outcome::Status::Error): the
+//! sandbox failed, the check died or overran its deadline) also earns 0, and its weight stays
+//! in every maximum: every stage counts its full maximum, graded or not. Every format marks such a check as an error, not
+//! as a failure (a Gradescope test whose output starts with [`ERROR_HEADLINE`], a JUnit
+//! `<error>`, a Classroom `"error"` test, a PrairieLearn test at 0 of its points, an `error`
+//! gradebook cell, an `ERROR` line for a human).
+//!
 //! # Text from the server
 //!
-//! Feedback may quote what the server printed, which may hold anything. Student-facing
-//! outputs (human, Gradescope, Classroom, PrairieLearn, JUnit, gradebook) pass it through
-//! [`clean_text`]: terminal escape sequences and control characters other than newline and tab
-//! are dropped. The JSON Lines stream keeps the exact text (JSON escapes everything).
+//! Feedback may quote what the server printed, which may hold anything. The runner cleans
+//! every outcome as it arrives ([`crate::grader::text`]: escapes and controls dropped,
+//! bidi and zero-width characters made visible, server output behind a margin), so every
+//! reporter, the JSON Lines stream included, gets cleaned text; the writers clean again
+//! ([`clean_text`] is idempotent) so a report built by hand is safe too.
 
 mod classroom;
 mod gradebook;
@@ -269,7 +277,7 @@ pub(crate) fn submissions(reports: &[StageReport]) -> Vec<&str> {
     names
 }
 
-/// Points `outcome` earns: its weight if it passed, else 0.
+/// Points `outcome` earns: its weight if it passed, else 0 (failed, or could not be graded).
 pub fn points(outcome: &Outcome, rubric: &Rubric) -> f64 {
     if outcome.passed() {
         rubric.check_weight(outcome.id)
@@ -283,7 +291,8 @@ pub fn stage_score(report: &StageReport, rubric: &Rubric) -> f64 {
     round_score(report.outcomes.iter().map(|o| points(o, rubric)).sum())
 }
 
-/// The most points a stage report could earn: the sum of its outcomes' weights.
+/// The most points a stage report could earn: the sum of its outcomes' weights, those that
+/// could not be graded included.
 pub fn stage_max_score(report: &StageReport, rubric: &Rubric) -> f64 {
     round_score(
         report
@@ -312,7 +321,29 @@ pub(crate) fn test_name(stage: Stage, outcome: &Outcome) -> String {
     format!("{stage}: {} — {}", outcome.id, outcome.id.title())
 }
 
-/// One line per stage: `"<stage>: N/M checks passed, P/Q points"`.
+/// The first line of the feedback of a check that could not be graded, in every format that
+/// shows feedback to a student.
+pub const ERROR_HEADLINE: &str =
+    "ERROR: this check could not be graded (a grading fault, not a verdict on your code)";
+
+/// The feedback of `outcome` as plain text ([`Outcome::feedback`]), after
+/// [`ERROR_HEADLINE`] and a newline when the check could not be graded.
+pub(crate) fn feedback_text(outcome: &Outcome) -> String {
+    let feedback = outcome.feedback();
+    if outcome.is_error() {
+        format!("{ERROR_HEADLINE}\n{feedback}")
+    } else {
+        feedback
+    }
+}
+
+/// How many checks of `report` could not be graded.
+pub(crate) fn error_count(report: &StageReport) -> usize {
+    report.outcomes.iter().filter(|o| o.is_error()).count()
+}
+
+/// One line per stage: `"<stage>: N/M checks passed, P/Q points"`, with
+/// `", E could not be graded"` after the checks when some could not.
 pub(crate) fn summary(reports: &[StageReport], rubric: &Rubric) -> String {
     if reports.is_empty() {
         return "No stage was graded.".to_owned();
@@ -320,8 +351,12 @@ pub(crate) fn summary(reports: &[StageReport], rubric: &Rubric) -> String {
     reports
         .iter()
         .map(|r| {
+            let errors = match error_count(r) {
+                0 => String::new(),
+                n => format!(", {n} could not be graded"),
+            };
             format!(
-                "{}: {}/{} checks passed, {}/{} points",
+                "{}: {}/{} checks passed{errors}, {}/{} points",
                 r.stage,
                 r.passed_count(),
                 r.outcomes.len(),
@@ -333,50 +368,7 @@ pub(crate) fn summary(reports: &[StageReport], rubric: &Rubric) -> String {
         .join("\n")
 }
 
-/// Makes text from a server safe to show: drops terminal escape sequences (CSI `ESC [ … final`,
-/// OSC `ESC ] … BEL` or `ESC \`, and two-character escapes) and every control character except
-/// newline and tab, turns `\r\n` and lone `\r` into `\n`, and drops the non-characters U+FFFE
-/// and U+FFFF (invalid in XML).
-pub fn clean_text(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\u{1b}' => match chars.next() {
-                Some('[') => {
-                    // Parameters and intermediates, then one final byte in @..~.
-                    for c in chars.by_ref() {
-                        if ('\u{40}'..='\u{7e}').contains(&c) {
-                            break;
-                        }
-                    }
-                }
-                Some(']') => {
-                    while let Some(c) = chars.next() {
-                        if c == '\u{7}' {
-                            break;
-                        }
-                        if c == '\u{1b}' && chars.peek() == Some(&'\\') {
-                            chars.next();
-                            break;
-                        }
-                    }
-                }
-                _ => {}
-            },
-            '\r' => {
-                if chars.peek() != Some(&'\n') {
-                    out.push('\n');
-                }
-            }
-            '\n' | '\t' => out.push(c),
-            '\u{fffe}' | '\u{ffff}' => {}
-            c if c.is_control() => {}
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use crate::grader::text::clean_text;
 
 #[cfg(test)]
 pub(crate) mod fixtures {
@@ -431,7 +423,42 @@ pub(crate) mod fixtures {
             command: vec!["python3".to_owned(), format!("server_{stage}.py")],
             seconds: outcomes.iter().map(|o| o.seconds).sum::<f64>() + 0.75,
             outcomes,
+            isolation: "native: test fixture".to_owned(),
         }
+    }
+
+    /// Why the fixtures' errored checks could not run; it needs escaping in XML.
+    pub const FAULT: &str = "the sandbox failed: clone3 <EPERM> & \"no\" namespaces";
+
+    /// A report of `stage` in which the checks named in `errored` could not be graded
+    /// ([`Outcome::error`] with [`FAULT`]) and every other check passed.
+    pub fn report_with_errors(submission: &str, stage: Stage, errored: &[CheckId]) -> StageReport {
+        let mut report = report(submission, stage, &[]);
+        for o in &mut report.outcomes {
+            if errored.contains(&o.id) {
+                *o = Outcome::error(o.id, FAULT, 0.125);
+            }
+        }
+        report
+    }
+
+    /// A stage no check of which could be graded: no server was started, so no isolation
+    /// is described.
+    pub fn ungradable(submission: &str, stage: Stage) -> StageReport {
+        StageReport {
+            isolation: String::new(),
+            ..report_with_errors(submission, stage, stage.checks())
+        }
+    }
+
+    /// One submission: stage spawn graded (reply failed), stage pool ungradable. With
+    /// [`rubric`], pool's maximum is 13 (routing 2.5, drain 0.5, concurrency 0,
+    /// pool-bounded 3, seven checks at 1) and spawn earns 9 of 10.
+    pub fn graded_beside_ungradable() -> Vec<StageReport> {
+        vec![
+            report("alice", Stage::Spawn, &[CheckId::Reply]),
+            ungradable("alice", Stage::Pool),
+        ]
     }
 
     /// One submission, both stages, with failures in each.
@@ -470,18 +497,6 @@ mod tests {
     use super::fixtures::*;
     use super::*;
     use crate::grader::outcome::CheckId;
-
-    #[test]
-    fn clean_text_drops_escapes_and_controls_and_keeps_the_rest() {
-        let cleaned = clean_text(NASTY);
-        assert_eq!(
-            cleaned,
-            "Traceback <module> & \"quoted\" 'single' ]]> rednulbell\nend!"
-        );
-        assert_eq!(clean_text("a\rb\tc\u{85}d\u{ffff}é"), "a\nb\tcdé");
-        assert_eq!(clean_text("cut \u{1b}["), "cut ");
-        assert_eq!(clean_text("cut \u{1b}"), "cut ");
-    }
 
     #[test]
     fn collector_keeps_finished_stage_reports_in_order() {
@@ -549,6 +564,34 @@ mod tests {
                 - rubric.check_weight(CheckId::Routing))
             .abs()
                 < 1e-9
+        );
+    }
+
+    #[test]
+    fn a_check_that_could_not_be_graded_earns_0_and_keeps_its_weight_in_the_maximum() {
+        let rubric = rubric();
+        let errored = Outcome::error(CheckId::Routing, FAULT, 0.0);
+        assert_eq!(points(&errored, &rubric), 0.0);
+        let r = report_with_errors("x", Stage::Pool, &[CheckId::Routing, CheckId::Drain]);
+        // 13 in all (2.5 + 0.5 + 0 + 3 + 7 × 1), less routing's 2.5 and drain's 0.5.
+        assert!((stage_max_score(&r, &rubric) - 13.0).abs() < 1e-9);
+        assert!((stage_score(&r, &rubric) - 10.0).abs() < 1e-9);
+        let u = ungradable("x", Stage::Pool);
+        assert_eq!(stage_score(&u, &rubric), 0.0);
+        assert!((stage_max_score(&u, &rubric) - 13.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn summary_counts_checks_that_could_not_be_graded_only_when_there_are_some() {
+        let rubric = rubric();
+        let reports = vec![
+            report("x", Stage::Spawn, &[CheckId::Reply]),
+            report_with_errors("x", Stage::Pool, &[CheckId::Routing, CheckId::Drain]),
+        ];
+        assert_eq!(
+            summary(&reports, &rubric),
+            "spawn: 9/10 checks passed, 9/10 points\n\
+             pool: 9/11 checks passed, 2 could not be graded, 10/13 points"
         );
     }
 
