@@ -1,16 +1,22 @@
-# poolgrade's image: the grader (`poolgrade`), the reference server and client (`timeserver`,
-# `timeclient`) and python3 with sysv_ipc for student servers, running as a non-root user.
+# poolgrade's images, two targets of one file:
+#
+#   grader     (the default, built last) `poolgrade` and python3 with sysv_ipc: it runs the
+#              agent, the graders and the report of docker-compose.yml, and student servers.
+#              It holds no reference server: a student's `exec("timeserver")` finds nothing.
+#   reference  `timeserver` and `timeclient`, the reference implementation, for the
+#              container tests and for trying the handout's client against a real server.
 #
 # The Rust binaries are built on the host as static-pie executables and staged into
 # .build/bin/ by scripts/build-images.sh, which also builds the base image; so this file needs
 # no Rust image and no registry. By hand:
 #   RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --target x86_64-unknown-linux-gnu
 #   mkdir -p .build/bin && cp target/x86_64-unknown-linux-gnu/release/{poolgrade,timeserver,timeclient} .build/bin/
+#   docker build --target reference -t poolgrade-reference:latest .
 #   docker build -t poolgrade:latest .
 # BASE_IMAGE may name any Debian-like image with python3 and python3-sysv-ipc.
 ARG BASE_IMAGE=poolgrade-base:bookworm
 
-# Stage 1: take the staged binaries and prove they run on this base before shipping them.
+# The staged binaries, proven to run on this base before anything ships them.
 FROM ${BASE_IMAGE} AS bins
 # Marks this stage's image so that scripts/build-images.sh can prune it once it is dangling.
 LABEL org.poolgrade.build-stage="bins"
@@ -23,21 +29,32 @@ RUN set -e; \
     done; \
     python3 -c 'import sysv_ipc'
 
-# Stage 2: the image itself.
-FROM ${BASE_IMAGE}
-LABEL org.opencontainers.image.title="poolgrade" \
-      org.opencontainers.image.description="Reference time server and black-box autograder for the Session 4 lab (SysV message queues, thread and process pools)" \
+# The reference implementation, run as an ordinary user.
+FROM ${BASE_IMAGE} AS reference
+LABEL org.opencontainers.image.title="poolgrade-reference" \
+      org.opencontainers.image.description="The reference SysV time server and client of the Session 4 lab" \
       org.opencontainers.image.licenses="MIT OR Apache-2.0"
-# The base may lack useradd (mmdebstrap's essential variant has no passwd package), so the
-# user is written by hand. uid 10001 must match docker-compose.yml.
-RUN echo 'grader:x:10001:10001:poolgrade:/work:/usr/sbin/nologin' >> /etc/passwd \
- && echo 'grader:x:10001:' >> /etc/group \
- && mkdir -p /work/submissions /work/results /run/poolgrade \
- && chown 10001:10001 /work /work/results /run/poolgrade
-COPY --from=bins /staging/poolgrade /staging/timeserver /staging/timeclient /usr/local/bin/
+RUN echo 'reference:x:10001:10001:poolgrade:/tmp:/usr/sbin/nologin' >> /etc/passwd \
+ && echo 'reference:x:10001:' >> /etc/group
+COPY --from=bins /staging/timeserver /staging/timeclient /usr/local/bin/
+ENV LANG=C.UTF-8
+USER 10001:10001
+CMD ["timeserver", "--help"]
+
+# The grader. It runs as root on purpose, with the capabilities docker-compose.yml grants
+# each service: it starts every student server under a uid leased for it alone, and keeps
+# real and saved uid 0 itself so that no server can signal, trace or read it (SECURITY.md).
+# /grading (mode 0700) is where the submissions, rubric and results are mounted: no
+# sandbox uid can enter it.
+FROM ${BASE_IMAGE} AS grader
+LABEL org.opencontainers.image.title="poolgrade" \
+      org.opencontainers.image.description="Black-box autograder for the Session 4 lab (SysV message queues, thread and process pools)" \
+      org.opencontainers.image.licenses="MIT OR Apache-2.0"
+RUN mkdir -p /grading \
+ && chmod 0700 /grading
+COPY --from=bins /staging/poolgrade /usr/local/bin/
 ENV LANG=C.UTF-8 \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
-USER 10001:10001
-WORKDIR /work
+WORKDIR /grading
 CMD ["poolgrade", "--help"]

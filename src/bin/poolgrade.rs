@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use poolgrade::grader::agent::{self, AgentOptions};
 use poolgrade::grader::batch::{self, BatchOutcome};
 use poolgrade::grader::checks;
+use poolgrade::grader::claims::{self, WorkDir};
 use poolgrade::grader::outcome::Stage;
 use poolgrade::grader::report::{HumanReporter, JsonLinesReporter, Reporter, Tee};
 use poolgrade::grader::rubric::Rubric;
@@ -80,6 +81,55 @@ struct Common {
     agent: Option<PathBuf>,
 }
 
+#[derive(clap::Args)]
+struct BatchArgs {
+    /// Grade every folder of DIR, in name order; given several times, the first DIR that
+    /// holds any folder (no submission path then shows on a command line).
+    #[arg(long, value_name = "DIR")]
+    all_in: Vec<PathBuf>,
+    /// Submission folders.
+    #[arg(value_name = "SUBMISSION", required_unless_present = "all_in")]
+    submissions: Vec<PathBuf>,
+}
+
+impl BatchArgs {
+    /// The submission folders: those given, or those of the first `--all-in` that has any.
+    fn folders(self) -> Result<Vec<PathBuf>> {
+        if !self.submissions.is_empty() {
+            let mut folders = Vec::new();
+            for path in self.submissions {
+                if path.is_dir() {
+                    folders.push(path);
+                } else if path.exists() {
+                    // A shell glob such as `samples/*` also matches files: say so, go on.
+                    eprintln!("poolgrade: skipping {}: not a folder", path.display());
+                } else {
+                    bail!("submission folder {} does not exist", path.display());
+                }
+            }
+            if folders.is_empty() {
+                bail!("no submission folder to grade");
+            }
+            return Ok(folders);
+        }
+        for dir in &self.all_in {
+            let found =
+                claims::folders_in(dir).with_context(|| format!("listing {}", dir.display()))?;
+            if !found.is_empty() {
+                return Ok(found);
+            }
+        }
+        bail!(
+            "no submission folder in {}",
+            self.all_in
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" or ")
+        )
+    }
+}
+
 fn default_jobs() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get()) * 8
 }
@@ -114,9 +164,51 @@ enum Cmd {
     Grade {
         #[command(flatten)]
         common: Common,
-        /// Submission folders.
-        #[arg(required = true, value_name = "SUBMISSION")]
-        submissions: Vec<PathBuf>,
+        #[command(flatten)]
+        batch: BatchArgs,
+        /// Share the batch with other graders through this folder (see `collect`): claim
+        /// one stage at a time, file its report there, and write no result files.
+        #[arg(long, value_name = "DIR")]
+        work: Option<PathBuf>,
+        /// This grader's name in the work folder [default: the host name and pid].
+        #[arg(long, requires = "work")]
+        worker: Option<String>,
+        /// With --work: once nothing is left to claim, wait up to SECS for the collector to
+        /// finish before leaving (and stopping the agent, with --agent).
+        #[arg(long, value_name = "SECS", requires = "work")]
+        wait_complete: Option<u64>,
+    },
+    /// Collect a batch shared through a work folder (`grade --work`): wait for every stage,
+    /// give up the stages whose grader died, print the report and write the result files.
+    #[command(after_help = AFTER_HELP)]
+    Collect {
+        /// The work folder the graders share.
+        #[arg(long, value_name = "DIR")]
+        work: PathBuf,
+        /// Rubric file (TOML): the one the graders use.
+        #[arg(long)]
+        rubric: Option<PathBuf>,
+        /// Folder for each submission's result files and gradebook.csv.
+        #[arg(long, default_value = "results")]
+        out: PathBuf,
+        /// Output on stdout.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        /// Also write every stage's events as JSON Lines to FILE.
+        #[arg(long, value_name = "FILE")]
+        events: Option<PathBuf>,
+        /// Give up the stages still unfiled after this many seconds.
+        #[arg(long, value_name = "SECS", default_value_t = 3600)]
+        wait: u64,
+        /// Give up everything when no grader has shown up after this many seconds.
+        #[arg(long, value_name = "SECS", default_value_t = 300)]
+        grace: u64,
+        /// Give the result files to the owner of this path (a folder of the project, when
+        /// the collector runs as root in a container and the results are bind-mounted).
+        #[arg(long, value_name = "PATH")]
+        owner_of: Option<PathBuf>,
+        #[command(flatten)]
+        batch: BatchArgs,
     },
     /// Run the container agent that starts servers for a grader in another container.
     Agent {
@@ -140,6 +232,8 @@ enum Cmd {
         key: i32,
         #[arg(long, default_value_t = 5.0)]
         timeout: f64,
+        #[arg(long)]
+        as_uid: Option<u32>,
     },
 }
 
@@ -157,9 +251,15 @@ fn main() -> ExitCode {
         Cmd::InternalEnter => enter::enter_main(),
         Cmd::InternalReap => local::reap_main(),
         Cmd::InternalProbe => native::probe_main(),
-        Cmd::InternalClient { key, timeout } => {
-            checks::client_main(key, std::time::Duration::from_secs_f64(timeout.max(0.0)))
-        }
+        Cmd::InternalClient {
+            key,
+            timeout,
+            as_uid,
+        } => checks::client_main(
+            key,
+            std::time::Duration::from_secs_f64(timeout.max(0.0)),
+            as_uid,
+        ),
         Cmd::Agent { ctl } => match agent::serve(&ctl, AgentOptions::default()) {
             Ok(()) => 0,
             Err(e) => {
@@ -177,8 +277,24 @@ fn main() -> ExitCode {
         } => report_errors(check(stage, workers, delay, dir, common, command)),
         Cmd::Grade {
             common,
-            submissions,
-        } => report_errors(grade(common, submissions)),
+            batch,
+            work,
+            worker,
+            wait_complete,
+        } => report_errors(grade(common, batch, work, worker, wait_complete)),
+        Cmd::Collect {
+            work,
+            rubric,
+            out,
+            format,
+            events,
+            wait,
+            grace,
+            owner_of,
+            batch,
+        } => report_errors(collect(
+            work, rubric, out, format, events, wait, grace, owner_of, batch,
+        )),
     };
     ExitCode::from(code.clamp(0, 255) as u8)
 }
@@ -330,22 +446,15 @@ fn check(
     finish(&outcome, &rubric, &common.out, false)
 }
 
-fn grade(common: Common, submissions: Vec<PathBuf>) -> Result<u8> {
+fn grade(
+    common: Common,
+    batch: BatchArgs,
+    work: Option<PathBuf>,
+    worker: Option<String>,
+    wait_complete: Option<u64>,
+) -> Result<u8> {
     let rubric = load_rubric(&common.rubric)?;
-    let mut folders = Vec::new();
-    for path in submissions {
-        if path.is_dir() {
-            folders.push(path);
-        } else if path.exists() {
-            // A shell glob such as `samples/*` also matches files: say so and go on.
-            eprintln!("poolgrade: skipping {}: not a folder", path.display());
-        } else {
-            bail!("submission folder {} does not exist", path.display());
-        }
-    }
-    if folders.is_empty() {
-        bail!("no submission folder to grade");
-    }
+    let folders = batch.folders()?;
     if common.agent.is_none() {
         let commands: Vec<_> = rubric
             .enabled_stages()
@@ -355,13 +464,108 @@ fn grade(common: Common, submissions: Vec<PathBuf>) -> Result<u8> {
         preflight(&rubric, &commands)?;
     }
     let exec = executor(&common, &folders)?;
+    // The agent leaves once its grader is gone: tell it this one is here.
+    let _presence = common.agent.as_deref().map(agent::Presence::start);
     let out = common
         .out
         .clone()
         .or_else(|| Some(PathBuf::from("results")));
     let hidden = hidden_paths(&common.rubric, &out, &folders);
     let stages = folders.len() * rubric.enabled_stages().len();
-    let mut rep = reporter(common.format).with(Box::new(batch::ProgressLine::new(stages)));
-    let outcome = batch::grade(&folders, &rubric, &hidden, &exec, &mut rep);
-    finish(&outcome, &rubric, &out, true)
+    let Some(dir) = work else {
+        let mut rep = reporter(common.format).with(Box::new(batch::ProgressLine::new(stages)));
+        let outcome = batch::grade(&folders, &rubric, &hidden, &exec, &mut rep);
+        return finish(&outcome, &rubric, &out, true);
+    };
+    let shared = WorkDir::open(&dir).with_context(|| format!("opening {}", dir.display()))?;
+    let name = worker.unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    });
+    let units = claims::units(&folders, &rubric);
+    // A unit is one check, graded as a stage of one: progress counts units.
+    let mut rep = reporter(common.format).with(Box::new(batch::ProgressLine::new(units.len())));
+    let graded = claims::work(&units, &shared, &name, &rubric, &hidden, &exec, &mut rep)
+        .with_context(|| format!("sharing the batch through {}", dir.display()))?;
+    let _ = rep.finish();
+    if let Some(secs) = wait_complete {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        while !shared.is_complete() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        if let Some(ctl) = &common.agent {
+            // Last: the agent is PID 1 of the namespace this grader shares, so its leaving
+            // may end this process too.
+            if let Ok(a) = agent::AgentLauncher::connect(ctl, std::time::Duration::from_secs(5)) {
+                let _ = a.shutdown();
+            }
+        }
+    }
+    finish(&BatchOutcome { reports: graded }, &rubric, &None, true)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn collect(
+    work: PathBuf,
+    rubric: Option<PathBuf>,
+    out: PathBuf,
+    format: Format,
+    events: Option<PathBuf>,
+    wait: u64,
+    grace: u64,
+    owner_of: Option<PathBuf>,
+    batch: BatchArgs,
+) -> Result<u8> {
+    let rubric_file = rubric;
+    let rubric = load_rubric(&rubric_file)?;
+    let folders = batch.folders()?;
+    let shared = WorkDir::open(&work).with_context(|| format!("opening {}", work.display()))?;
+    let units = claims::units(&folders, &rubric);
+    let outcome = claims::collect(
+        &units,
+        &shared,
+        &rubric,
+        std::time::Duration::from_secs(wait),
+        std::time::Duration::from_secs(grace),
+    );
+    let mut rep = reporter(format);
+    let events_file = match &events {
+        Some(path) => Some(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        ),
+        None => None,
+    };
+    if let Some(f) = events_file {
+        rep.push(Box::new(JsonLinesReporter::new(io::BufWriter::new(f))));
+    }
+    for report in &outcome.reports {
+        batch::replay(report, &mut rep);
+    }
+    let _ = rep.finish();
+    drop(rep);
+    let code = finish(&outcome, &rubric, &Some(out.clone()), true)?;
+    if let Some(owner) = owner_of {
+        give_to_owner_of(&owner, &out)?;
+    }
+    shared
+        .complete(code)
+        .with_context(|| format!("marking {} complete", work.display()))?;
+    Ok(code)
+}
+
+/// Gives `out` and everything in it to the owner (uid and gid) of `reference`.
+fn give_to_owner_of(reference: &std::path::Path, out: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(reference)
+        .with_context(|| format!("reading the owner of {}", reference.display()))?;
+    let (uid, gid) = (meta.uid(), meta.gid());
+    let mut todo = vec![out.to_path_buf()];
+    while let Some(p) = todo.pop() {
+        std::os::unix::fs::lchown(&p, Some(uid), Some(gid))
+            .with_context(|| format!("giving {} to uid {uid}", p.display()))?;
+        if std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
+            todo.extend(std::fs::read_dir(&p)?.flatten().map(|e| e.path()));
+        }
+    }
+    Ok(())
 }

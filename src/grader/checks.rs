@@ -389,14 +389,13 @@ fn reply(
     let mut running = or_return!(r.start(expected, launcher, base, p, 0.0));
     let timeout = p.start_timeout;
     let (pid, got) = match client_exe {
-        Some(exe) => match real_client(exe, p.key, timeout) {
+        Some(exe) => match real_client(exe, p.key, timeout, running.sut.as_ref()) {
             Ok(x) => x,
             Err(e) => {
-                return r.fail(
-                    expected,
+                return Outcome::error(
+                    r.id,
                     format!("the client process failed: {e}"),
-                    "this is a grader problem, not yours: report it",
-                    Some(running.sut.as_ref()),
+                    r.began.elapsed().as_secs_f64(),
                 )
             }
         },
@@ -404,7 +403,7 @@ fn reply(
             let pid = Pids::new().take();
             match probe::request(running.queue, pid) {
                 Ok(mut pending) => (pid, pending.wait_until(Instant::now() + timeout)),
-                Err(e) => (pid, Got::Failed(e.to_string())),
+                Err(e) => (pid, Got::from_error(&e)),
             }
         }
     };
@@ -458,85 +457,172 @@ fn reply(
                 Some(running.sut.as_ref()),
             )
         }
-        Got::Failed(e) => {
+        Got::Removed => {
             let _ = running.sut.poll_exit();
             r.fail(
                 expected,
-                format!("the client's receive failed: {e}"),
+                "the queue was removed while the client waited for its reply",
                 "do not remove the queue while clients wait for replies",
                 Some(running.sut.as_ref()),
             )
         }
+        Got::Fault(e) => Outcome::error(
+            r.id,
+            format!("the client could not use the queue: {e}"),
+            r.began.elapsed().as_secs_f64(),
+        ),
     }
 }
 
-/// Runs `exe __client` as a real client process: it sends its own pid and blocks for the
-/// reply. Returns the client's pid and what it got.
-fn real_client(exe: &std::path::Path, key: i32, timeout: Duration) -> Result<(i64, Got), String> {
-    let out = std::process::Command::new(exe)
-        .args([
-            "__client",
-            "--key",
-            &key.to_string(),
-            "--timeout",
-            &format!("{}", timeout.as_secs_f64()),
-        ])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| e.to_string())?;
-    let v: serde_json::Value =
-        serde_json::from_slice(&out.stdout).map_err(|e| format!("bad client output: {e}"))?;
-    let pid = v["pid"].as_i64().ok_or("client reported no pid")?;
-    let got = match v["outcome"].as_str() {
-        Some("reply") => Got::Reply {
-            message: mq::Message {
-                mtype: v["mtype"].as_i64().unwrap_or(0),
-                body: v["text"].as_str().unwrap_or_default().as_bytes().to_vec(),
-                truncated: false,
-            },
-            latency: Duration::from_secs_f64(v["seconds"].as_f64().unwrap_or(0.0)),
-        },
-        Some("nothing") => Got::Nothing,
-        _ => Got::Failed(v["error"].as_str().unwrap_or("unknown").to_string()),
-    };
-    Ok((pid, got))
+/// What a `poolgrade __client` process prints: one JSON object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub enum ClientReport {
+    /// A reply came.
+    Reply {
+        /// The client's pid.
+        pid: i64,
+        /// The reply's type.
+        mtype: i64,
+        /// The reply's bytes.
+        body: Vec<u8>,
+        /// Seconds from the request to the reply.
+        seconds: f64,
+    },
+    /// Nothing came before the deadline.
+    Nothing {
+        /// The client's pid.
+        pid: i64,
+    },
+    /// The queue was removed while the client waited.
+    Removed {
+        /// The client's pid.
+        pid: i64,
+    },
+    /// The client could not use the queue (a grading fault).
+    Fault {
+        /// The client's pid.
+        pid: i64,
+        /// Why.
+        error: String,
+    },
 }
 
-/// The body of `poolgrade __client`: a real client process. It sends its own pid, waits
-/// blocked for pid+3 up to `timeout`, and prints one JSON object. Returns the exit code.
-pub fn client_main(key: i32, timeout: Duration) -> i32 {
+/// Runs `exe __client` as a real client process: it sends its own pid and blocks for the
+/// reply, with effective uid `as_uid` when the server's queue needs it (the shield is not
+/// inherited through `exec` under `no_new_privs`). Returns the client's pid and what it got;
+/// `Err` is a grading fault.
+fn real_client(
+    exe: &std::path::Path,
+    key: i32,
+    timeout: Duration,
+    sut: &dyn Sut,
+) -> Result<(i64, Got), String> {
+    let as_uid = sut.probe_uid();
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args([
+        CLIENT_SUBCOMMAND,
+        "--key",
+        &key.to_string(),
+        "--timeout",
+        &format!("{}", timeout.as_secs_f64()),
+    ]);
+    if let Some(uid) = as_uid {
+        cmd.args(["--as-uid", &uid.to_string()]);
+    }
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    // Started as plain root: it takes the server's uid itself (see `client_main`).
+    let mut child = None;
+    sut.unshielded(&mut || child = Some(cmd.spawn()))
+        .map_err(|e| e.to_string())?;
+    let out = child
+        .ok_or("the client was not started")?
+        .and_then(|c| c.wait_with_output())
+        .map_err(|e| e.to_string())?;
+    let report: ClientReport = serde_json::from_slice(&out.stdout).map_err(|e| {
+        format!(
+            "bad client output ({e}): {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+    })?;
+    Ok(match report {
+        ClientReport::Reply {
+            pid,
+            mtype,
+            body,
+            seconds,
+        } => (
+            pid,
+            Got::Reply {
+                message: mq::Message {
+                    mtype,
+                    body,
+                    truncated: false,
+                },
+                latency: Duration::from_secs_f64(seconds.max(0.0)),
+            },
+        ),
+        ClientReport::Nothing { pid } => (pid, Got::Nothing),
+        ClientReport::Removed { pid } => (pid, Got::Removed),
+        ClientReport::Fault { pid, error } => (pid, Got::Fault(error)),
+    })
+}
+
+/// The hidden subcommand of the real client process.
+pub const CLIENT_SUBCOMMAND: &str = "__client";
+
+/// The body of `poolgrade __client`: a real client process. With `as_uid`, it first takes
+/// that uid as its effective uid (real and saved stay 0: see the sandbox's shield). It sends
+/// its own pid, waits blocked for pid+3 up to `timeout`, and prints one [`ClientReport`].
+/// Returns the exit code.
+pub fn client_main(key: i32, timeout: Duration, as_uid: Option<u32>) -> i32 {
     let pid = std::process::id() as i64;
-    let print = |v: serde_json::Value| println!("{v}");
+    let print = |r: ClientReport| match serde_json::to_string(&r) {
+        Ok(s) => println!("{s}"),
+        Err(e) => eprintln!("poolgrade __client: {e}"),
+    };
+    let fault = |error: String| {
+        print(ClientReport::Fault { pid, error });
+        1
+    };
+    let _shield = match as_uid.map(|u| super::sandbox::shield::Shield::raise(u, u)) {
+        Some(Err(e)) => return fault(e.to_string()),
+        Some(Ok(s)) => Some(s),
+        None => None,
+    };
     let queue = match MessageQueue::open(key) {
         Ok(q) => q,
-        Err(e) => {
-            print(serde_json::json!({"pid": pid, "outcome": "error", "error": e.to_string()}));
-            return 1;
-        }
+        Err(e) => return fault(e.to_string()),
     };
     let mut pending = match probe::request(queue, pid) {
         Ok(p) => p,
-        Err(e) => {
-            print(serde_json::json!({"pid": pid, "outcome": "error", "error": e.to_string()}));
+        Err(mq::MqError::Removed) => {
+            print(ClientReport::Removed { pid });
             return 1;
         }
+        Err(e) => return fault(e.to_string()),
     };
     match pending.wait_until(Instant::now() + timeout) {
         Got::Reply { message, latency } => {
-            print(serde_json::json!({
-                "pid": pid, "outcome": "reply", "mtype": message.mtype,
-                "text": String::from_utf8_lossy(&message.body), "seconds": latency.as_secs_f64()
-            }));
+            print(ClientReport::Reply {
+                pid,
+                mtype: message.mtype,
+                body: message.body,
+                seconds: latency.as_secs_f64(),
+            });
             0
         }
         Got::Nothing => {
-            print(serde_json::json!({"pid": pid, "outcome": "nothing"}));
+            print(ClientReport::Nothing { pid });
             1
         }
-        Got::Failed(e) => {
-            print(serde_json::json!({"pid": pid, "outcome": "error", "error": e}));
+        Got::Removed => {
+            print(ClientReport::Removed { pid });
             1
         }
+        Got::Fault(e) => fault(e),
     }
 }
 
@@ -905,7 +991,7 @@ fn robustness(launcher: &dyn Launcher, base: &LaunchSpec, p: &CheckParams) -> Ou
         let pid = pids.take();
         let got = match probe::request(running.queue, pid) {
             Ok(mut pending) => pending.wait_until(Instant::now() + p.start_timeout),
-            Err(e) => Got::Failed(e.to_string()),
+            Err(e) => Got::from_error(&e),
         };
         if got.reply().is_none() {
             std::thread::sleep(Duration::from_millis(100));
@@ -1012,7 +1098,7 @@ fn drain(launcher: &dyn Launcher, base: &LaunchSpec, p: &CheckParams) -> Outcome
             format!("all {k} replies arrived after the stop message"),
         );
     }
-    let removed = got.iter().any(|g| matches!(g, Got::Failed(_)));
+    let removed = got.iter().any(|g| matches!(g, Got::Removed));
     let mut observed = format!("only {served} of {k} accepted requests got a reply");
     if removed {
         observed.push_str("; the queue was removed while they waited");

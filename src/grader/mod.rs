@@ -15,12 +15,14 @@
 //! | [`report`] | the human, JSON, Gradescope and JUnit reporters that consume those events |
 //! | [`rubric`] | the course's rubric (TOML): commands per stage, weights, visibility, parameters |
 //! | [`batch`] | grading many submission folders in parallel, with progress and a gradebook |
+//! | [`claims`] | sharing a batch between graders through a folder: claims, heartbeats, a collector |
 //! | [`agent`] | container mode: a server-side agent and the grader-side launcher that drives it |
 //! | [`text`] | untrusted text made safe to show: escapes, controls, bidi and zero-width characters |
 
 pub mod agent;
 pub mod batch;
 pub mod checks;
+pub mod claims;
 pub mod outcome;
 pub mod probe;
 pub mod procfs;

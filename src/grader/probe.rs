@@ -24,8 +24,22 @@ pub enum Got {
     },
     /// Nothing arrived before the deadline.
     Nothing,
-    /// The queue failed under the client (removed, for instance).
-    Failed(String),
+    /// The queue was removed under the client (the server's doing).
+    Removed,
+    /// The client could not use the queue for a reason of the grader's own (permissions,
+    /// a signal): nothing is learnt about the server.
+    Fault(String),
+}
+
+impl Got {
+    /// What a failed receive means: a removed queue is the server's doing, anything else
+    /// the grader's.
+    pub fn from_error(e: &MqError) -> Got {
+        match e {
+            MqError::Removed => Got::Removed,
+            other => Got::Fault(other.to_string()),
+        }
+    }
 }
 
 impl Got {
@@ -64,7 +78,7 @@ impl Pending {
                 got
             }
             Ok((Err(e), _)) => {
-                let got = Got::Failed(e.to_string());
+                let got = Got::from_error(&e);
                 self.got = Some(got.clone());
                 got
             }

@@ -162,6 +162,17 @@ pub trait Sut: Send {
     fn pid(&self) -> u32;
     /// The server's processes, whose threads are counted.
     fn processes(&self) -> ProcessSet;
+    /// The uid a probing process must take as its effective uid to use the server's queue
+    /// (the server's own, where the prober has no `CAP_IPC_OWNER`); `None` when any will do.
+    fn probe_uid(&self) -> Option<u32> {
+        None
+    }
+    /// Runs `f` with the calling process's full privileges (the shield lowered, where there
+    /// is one): to start a helper process that takes [`Sut::probe_uid`] itself.
+    fn unshielded(&self, f: &mut dyn FnMut()) -> Result<(), IsolationError> {
+        f();
+        Ok(())
+    }
     /// How the main process ended, if it has.
     fn poll_exit(&mut self) -> Option<Exit>;
     /// Kills the server and every process it started, and waits for them to go.

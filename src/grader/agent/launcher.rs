@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::wire::{
     now_ms, read_json, remove_if_present, write_atomic, AgentError, AgentInfo, Answer, AnswerFile,
-    ExitRecord, Refusal, Request, RequestFile, ANSWER_FILE, EXIT_FILE, HELLO_FILE,
+    ExitRecord, Refusal, Request, RequestFile, ANSWER_FILE, EXIT_FILE, HELLO_FILE, PRESENCE_FILE,
     PROTOCOL_VERSION, REQUEST_FILE,
 };
 use crate::grader::procfs::ProcessSet;
@@ -77,6 +77,40 @@ impl Channel {
                 });
             }
             std::thread::sleep(self.poll);
+        }
+    }
+}
+
+/// The grader's presence in a control folder: rewritten every second until dropped, so the
+/// agent knows it is not alone ([`super::server::AgentOptions::orphan_after`]).
+pub struct Presence {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Presence {
+    /// Starts marking the grader present in `ctl`.
+    pub fn start(ctl: &Path) -> Self {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (ctl, s) = (ctl.to_path_buf(), Arc::clone(&stop));
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                let _ = write_atomic(&ctl, PRESENCE_FILE, &now_ms());
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Presence {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 }
@@ -280,6 +314,20 @@ impl Sut for AgentSut {
 
     fn processes(&self) -> ProcessSet {
         ProcessSet::Uid(self.uid)
+    }
+
+    fn probe_uid(&self) -> Option<u32> {
+        Some(self.uid)
+    }
+
+    fn unshielded(&self, f: &mut dyn FnMut()) -> Result<(), IsolationError> {
+        match &self.shield {
+            Some(shield) => shield.lowered(f),
+            None => {
+                f();
+                Ok(())
+            }
+        }
     }
 
     fn poll_exit(&mut self) -> Option<Exit> {

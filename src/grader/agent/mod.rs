@@ -26,6 +26,7 @@
 //! | `request.json` | launcher (write `.*.tmp`, then rename) | a [`RequestFile`]: an id and a [`Request`] |
 //! | `answer.json` | agent (same atomic rename) | an [`AnswerFile`]: the request's id and an [`Answer`] |
 //! | `exit.json` | agent, when its server ends | an [`ExitRecord`]: which launch ended, and how |
+//! | `grader.alive` | grader, every second | its presence: an agent whose grader has gone leaves |
 //!
 //! One request is in flight at a time (the launcher serialises them); the agent takes the
 //! request file, deletes it, acts, and writes the answer, which the launcher deletes after
@@ -42,6 +43,6 @@ pub mod launcher;
 pub mod server;
 pub mod wire;
 
-pub use launcher::AgentLauncher;
+pub use launcher::{AgentLauncher, Presence};
 pub use server::{serve, AgentOptions};
 pub use wire::{AgentError, AgentInfo, Answer, ExitRecord, Refusal, Request, PROTOCOL_VERSION};

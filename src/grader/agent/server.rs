@@ -8,15 +8,15 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
 
 use super::wire::{
-    io_err, now_ms, remove_if_present, write_atomic, AgentError, AgentInfo, Answer, AnswerFile,
-    ExitRecord, Refusal, Request, RequestFile, ANSWER_FILE, EXIT_FILE, HELLO_FILE,
-    PROTOCOL_VERSION, REQUEST_FILE,
+    io_err, now_ms, read_json, remove_if_present, write_atomic, AgentError, AgentInfo, Answer,
+    AnswerFile, ExitRecord, Refusal, Request, RequestFile, ANSWER_FILE, EXIT_FILE, HELLO_FILE,
+    PRESENCE_FILE, PROTOCOL_VERSION, REQUEST_FILE,
 };
 use crate::grader::sandbox::local::LocalLauncher;
 use crate::grader::sandbox::{own_exe, state};
@@ -34,6 +34,12 @@ pub struct AgentOptions {
     pub quit: Option<Arc<AtomicBool>>,
     /// The program re-run for `__enter` and `__reap` (this binary by default).
     pub exe: PathBuf,
+    /// Leave when the grader's presence file (`grader.alive`) was seen and then not renewed
+    /// for this long: a grader that died must not leave its agent, and with it `docker
+    /// compose up`, running for ever. `None`: never.
+    pub orphan_after: Option<Duration>,
+    /// Leave when no grader has shown itself this long after the start. `None`: never.
+    pub no_grader_after: Option<Duration>,
 }
 
 impl Default for AgentOptions {
@@ -43,6 +49,8 @@ impl Default for AgentOptions {
             handle_signals: true,
             quit: None,
             exe: own_exe(),
+            orphan_after: Some(Duration::from_secs(60)),
+            no_grader_after: Some(Duration::from_secs(900)),
         }
     }
 }
@@ -114,6 +122,8 @@ struct Agent {
 impl Agent {
     fn run(&mut self, term: &AtomicBool) -> Result<(), AgentError> {
         let request_path = self.ctl.join(REQUEST_FILE);
+        let began = Instant::now();
+        let mut polls: u64 = 0;
         loop {
             let quit = self
                 .opts
@@ -122,6 +132,13 @@ impl Agent {
                 .is_some_and(|q| q.load(Ordering::Relaxed));
             if term.load(Ordering::Relaxed) || quit {
                 return Ok(());
+            }
+            polls += 1;
+            if polls % 100 == 0 {
+                if let Some(why) = self.alone(began) {
+                    eprintln!("poolgrade agent: leaving: {why}");
+                    return Ok(());
+                }
             }
             self.watch();
             match fs::read(&request_path) {
@@ -138,6 +155,25 @@ impl Agent {
                 Err(e) => return Err(io_err(&request_path)(e)),
             }
             std::thread::sleep(self.opts.poll);
+        }
+    }
+
+    /// Why the agent should leave for want of a grader, if it should.
+    fn alone(&self, began: Instant) -> Option<String> {
+        let seen: Option<u64> = read_json(&self.ctl.join(PRESENCE_FILE)).ok().flatten();
+        match seen {
+            Some(ms) => {
+                let silent = Duration::from_millis(now_ms().saturating_sub(ms));
+                self.opts
+                    .orphan_after
+                    .filter(|limit| silent > *limit)
+                    .map(|_| format!("the grader has been silent for {} s", silent.as_secs()))
+            }
+            None => self
+                .opts
+                .no_grader_after
+                .filter(|limit| began.elapsed() > *limit)
+                .map(|limit| format!("no grader showed up within {} s", limit.as_secs())),
         }
     }
 

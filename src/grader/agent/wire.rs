@@ -21,6 +21,8 @@ pub const REQUEST_FILE: &str = "request.json";
 pub const ANSWER_FILE: &str = "answer.json";
 /// The last exit of a server.
 pub const EXIT_FILE: &str = "exit.json";
+/// The grader's presence: milliseconds since the epoch, rewritten every second.
+pub const PRESENCE_FILE: &str = "grader.alive";
 
 /// Failures of the agent or of the launcher's side of the protocol.
 #[derive(Debug, thiserror::Error)]

@@ -231,6 +231,20 @@ impl Sut for LocalSut {
         ProcessSet::Uid(self.uid)
     }
 
+    fn probe_uid(&self) -> Option<u32> {
+        Some(self.uid)
+    }
+
+    fn unshielded(&self, f: &mut dyn FnMut()) -> Result<(), IsolationError> {
+        match &self.shield {
+            Some(shield) => shield.lowered(f),
+            None => {
+                f();
+                Ok(())
+            }
+        }
+    }
+
     fn poll_exit(&mut self) -> Option<Exit> {
         if self.exit.is_none() {
             if let Ok(mut child) = self.child.lock() {

@@ -61,6 +61,26 @@ impl Shield {
     pub fn uid(&self) -> u32 {
         self.uid
     }
+
+    /// Runs `f` as plain root, then takes the uid again: for starting a process that must
+    /// begin as root (a program `exec`ed under `no_new_privs` by a process of uids `(0, U, 0)`
+    /// gets uid 0 and no effective capability, so it could not take `U` itself).
+    pub fn lowered<R>(&self, f: impl FnOnce() -> R) -> Result<R, IsolationError> {
+        let root_u = Uid::from_raw(0);
+        let root_g = Gid::from_raw(0);
+        setresuid(root_u, root_u, root_u)
+            .and_then(|()| setresgid(root_g, root_g, root_g))
+            .map_err(|e| IsolationError::setup("lowering the shield", e))?;
+        let out = f();
+        setresgid(root_g, Gid::from_raw(self.uid), root_g)
+            .and_then(|()| setresuid(root_u, Uid::from_raw(self.uid), root_u))
+            .map_err(|e| {
+                IsolationError::setup(format!("taking effective uid {} again", self.uid), e)
+            })?;
+        nix::unistd::setfsgid(root_g);
+        nix::unistd::setfsuid(root_u);
+        Ok(out)
+    }
 }
 
 impl Drop for Shield {
