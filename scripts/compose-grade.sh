@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Grades submission folders with docker-compose.yml (three agent/grader pairs, each grading a
-# third of the checks, and a report container that merges them) and exits with the merged
-# status (0 all passed, 1 a check failed, 2 could not grade; anything else is a container
-# failure). Always removes the containers and the volumes afterwards.
+# Grades a folder of submission folders with docker-compose.yml (agent/grader pairs that
+# share the checks, and a report container that collects them) and exits with the report's
+# status (0 all passed, 1 a check failed, 2 something could not be graded; anything else is
+# a container failure). Always removes the containers and the volumes afterwards. Plain
+# `docker compose up` does the same for ./submissions; this script takes any folders.
 #
 #   scripts/compose-grade.sh [SUBMISSIONS_DIR [RESULTS_DIR]]
 #     SUBMISSIONS_DIR  a folder of submission folders (default $SUBMISSIONS or ./submissions;
@@ -17,7 +18,6 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 SUBMISSIONS="${1:-${SUBMISSIONS:-./submissions}}"
-[ "$SUBMISSIONS" = ./submissions ] && mkdir -p ./submissions
 RESULTS="${2:-${RESULTS:-./results}}"
 
 if docker compose version >/dev/null 2>&1; then
@@ -38,8 +38,6 @@ fi
 SUBMISSIONS="$(cd "$SUBMISSIONS" && pwd)"
 mkdir -p "$RESULTS"
 RESULTS="$(cd "$RESULTS" && pwd)"
-# The report writes as uid 10001; a fresh folder owned by someone else would refuse it.
-chmod 0777 "$RESULTS" 2>/dev/null || true
 export SUBMISSIONS RESULTS
 
 PROJECT="${COMPOSE_PROJECT_NAME:-poolgrade-$$}"

@@ -173,10 +173,20 @@ enum Cmd {
         /// This grader's name in the work folder [default: the host name and pid].
         #[arg(long, requires = "work")]
         worker: Option<String>,
-        /// With --work: once nothing is left to claim, wait up to SECS for the collector to
-        /// finish before leaving (and stopping the agent, with --agent).
-        #[arg(long, value_name = "SECS", requires = "work")]
-        wait_complete: Option<u64>,
+    },
+    /// Wait until the collector of a work folder has written the results, keeping the agent
+    /// company, then stop the agent: the last step of a grader container, run whether or
+    /// not `grade --work` finished.
+    Await {
+        /// The work folder.
+        #[arg(long, value_name = "DIR")]
+        work: PathBuf,
+        /// The agent's control folder: it is told a grader is here, then asked to leave.
+        #[arg(long, value_name = "CTL")]
+        agent: Option<PathBuf>,
+        /// Give up after this many seconds.
+        #[arg(long, value_name = "SECS", default_value_t = 3600)]
+        wait: u64,
     },
     /// Collect a batch shared through a work folder (`grade --work`): wait for every stage,
     /// give up the stages whose grader died, print the report and write the result files.
@@ -280,8 +290,8 @@ fn main() -> ExitCode {
             batch,
             work,
             worker,
-            wait_complete,
-        } => report_errors(grade(common, batch, work, worker, wait_complete)),
+        } => report_errors(grade(common, batch, work, worker)),
+        Cmd::Await { work, agent, wait } => report_errors(await_complete(work, agent, wait)),
         Cmd::Collect {
             work,
             rubric,
@@ -451,7 +461,6 @@ fn grade(
     batch: BatchArgs,
     work: Option<PathBuf>,
     worker: Option<String>,
-    wait_complete: Option<u64>,
 ) -> Result<u8> {
     let rubric = load_rubric(&common.rubric)?;
     let folders = batch.folders()?;
@@ -488,20 +497,30 @@ fn grade(
     let graded = claims::work(&units, &shared, &name, &rubric, &hidden, &exec, &mut rep)
         .with_context(|| format!("sharing the batch through {}", dir.display()))?;
     let _ = rep.finish();
-    if let Some(secs) = wait_complete {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-        while !shared.is_complete() && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(500));
-        }
-        if let Some(ctl) = &common.agent {
-            // Last: the agent is PID 1 of the namespace this grader shares, so its leaving
-            // may end this process too.
-            if let Ok(a) = agent::AgentLauncher::connect(ctl, std::time::Duration::from_secs(5)) {
-                let _ = a.shutdown();
-            }
+    finish(&BatchOutcome { reports: graded }, &rubric, &None, true)
+}
+
+/// `poolgrade await`: exit 0 once the work folder is complete (the agent then asked to
+/// leave), 2 when `wait` ran out first.
+fn await_complete(work: PathBuf, ctl: Option<PathBuf>, wait: u64) -> Result<u8> {
+    let shared = WorkDir::open(&work).with_context(|| format!("opening {}", work.display()))?;
+    let _presence = ctl.as_deref().map(agent::Presence::start);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait);
+    while !shared.is_complete() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let done = shared.is_complete();
+    if let Some(ctl) = &ctl {
+        // Last: the agent may be PID 1 of the namespace this process shares, so its leaving
+        // can end this process too.
+        if let Ok(a) = agent::AgentLauncher::connect(ctl, std::time::Duration::from_secs(5)) {
+            let _ = a.shutdown();
         }
     }
-    finish(&BatchOutcome { reports: graded }, &rubric, &None, true)
+    if !done {
+        bail!("{} was not complete after {wait} s", work.display());
+    }
+    Ok(0)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -205,7 +205,6 @@ fn start(
     delay: f64,
 ) -> Result<(Running, Duration), NotStarted> {
     let spec = spec_with(base, delay, p.workers);
-    let began = Instant::now();
     let mut sut = launcher.launch(&spec).map_err(|e| NotStarted {
         observed: format!("the server could not be started: {e}"),
         hint: "check the file name and the command in the submission contract".into(),
@@ -215,6 +214,9 @@ fn start(
             _ => None,
         },
     })?;
+    // The server's time starts once it exists: the sandbox's own work (copying the
+    // submission, leasing a uid, an agent's round trip) is not the server's to pay for.
+    let began = Instant::now();
     let deadline = began + p.start_timeout;
     loop {
         if let Ok(queue) = MessageQueue::open(p.key) {
@@ -466,6 +468,12 @@ fn reply(
                 Some(running.sut.as_ref()),
             )
         }
+        Got::Refused(e) => r.fail(
+            expected,
+            format!("the queue refused the client's request: {e}"),
+            "keep the queue usable: read requests as they come, and never fill it or shrink its limits",
+            Some(running.sut.as_ref()),
+        ),
         Got::Fault(e) => Outcome::error(
             r.id,
             format!("the client could not use the queue: {e}"),
@@ -498,6 +506,13 @@ pub enum ClientReport {
     Removed {
         /// The client's pid.
         pid: i64,
+    },
+    /// The queue refused the request (full).
+    Refused {
+        /// The client's pid.
+        pid: i64,
+        /// What the queue said.
+        error: String,
     },
     /// The client could not use the queue (a grading fault).
     Fault {
@@ -566,6 +581,7 @@ fn real_client(
         ),
         ClientReport::Nothing { pid } => (pid, Got::Nothing),
         ClientReport::Removed { pid } => (pid, Got::Removed),
+        ClientReport::Refused { pid, error } => (pid, Got::Refused(error)),
         ClientReport::Fault { pid, error } => (pid, Got::Fault(error)),
     })
 }
@@ -596,15 +612,11 @@ pub fn client_main(key: i32, timeout: Duration, as_uid: Option<u32>) -> i32 {
         Ok(q) => q,
         Err(e) => return fault(e.to_string()),
     };
-    let mut pending = match probe::request(queue, pid) {
-        Ok(p) => p,
-        Err(mq::MqError::Removed) => {
-            print(ClientReport::Removed { pid });
-            return 1;
-        }
-        Err(e) => return fault(e.to_string()),
+    let got = match probe::request(queue, pid) {
+        Ok(mut pending) => pending.wait_until(Instant::now() + timeout),
+        Err(e) => Got::from_error(&e),
     };
-    match pending.wait_until(Instant::now() + timeout) {
+    match got {
         Got::Reply { message, latency } => {
             print(ClientReport::Reply {
                 pid,
@@ -622,6 +634,10 @@ pub fn client_main(key: i32, timeout: Duration, as_uid: Option<u32>) -> i32 {
             print(ClientReport::Removed { pid });
             1
         }
+        Got::Refused(error) => {
+            print(ClientReport::Refused { pid, error });
+            1
+        }
         Got::Fault(e) => fault(e),
     }
 }
@@ -631,6 +647,19 @@ fn tally(got: &[Got]) -> (usize, Vec<Duration>) {
     let mut lat: Vec<Duration> = got.iter().filter_map(|g| g.reply().map(|r| r.1)).collect();
     lat.sort();
     (lat.len(), lat)
+}
+
+/// The error outcome of a check whose clients met a fault of the grader's own (see
+/// [`Got::Fault`]), if one did: such replies say nothing about the server.
+fn faulted(r: &Report, got: &[Got]) -> Option<Outcome> {
+    got.iter().find_map(|g| match g {
+        Got::Fault(e) => Some(Outcome::error(
+            r.id,
+            format!("a client could not use the queue: {e}"),
+            r.began.elapsed().as_secs_f64(),
+        )),
+        _ => None,
+    })
 }
 
 fn waves_of(n: usize, workers: usize) -> usize {
@@ -651,6 +680,9 @@ fn routing(launcher: &dyn Launcher, base: &LaunchSpec, p: &CheckParams) -> Outco
     let mut pending = or_return!(r.burst(expected, &running, &mut pids, n));
     let budget = Duration::from_secs_f64(waves_of(n, 1) as f64 * delay) + p.start_timeout;
     let got = probe::collect(&mut pending, Instant::now() + budget);
+    if let Some(o) = faulted(&r, &got) {
+        return o;
+    }
     std::thread::sleep(Duration::from_millis(300));
     let stray = probe::drain_queue(running.queue);
     let ours: BTreeSet<i64> = pending
@@ -762,12 +794,17 @@ fn concurrency(launcher: &dyn Launcher, base: &LaunchSpec, p: &CheckParams) -> O
     );
     let mut running = or_return!(r.start(&expected, launcher, base, p, d));
     let mut pids = Pids::new();
-    let began = Instant::now();
     let mut pending = or_return!(r.burst(&expected, &running, &mut pids, n));
+    // Deadlines from the moment the requests are out: readying the clients can take long
+    // on a starved machine, and that time is not the server's.
+    let began = Instant::now();
     let got = probe::collect(
         &mut pending,
         began + Duration::from_secs_f64(n as f64 * d) + p.start_timeout,
     );
+    if let Some(o) = faulted(&r, &got) {
+        return o;
+    }
     let (served, lat) = tally(&got);
     let total = lat.last().copied().unwrap_or_default().as_secs_f64();
     if served == n && total <= limit {
@@ -822,12 +859,17 @@ fn spawn(launcher: &dyn Launcher, base: &LaunchSpec, p: &CheckParams) -> Outcome
     let mut fresh = Vec::new();
     for _ in 0..2 {
         sampler.reset();
-        let began = Instant::now();
         let mut pending = or_return!(r.burst(&expected, &running, &mut pids, n));
+        // Deadlines from the moment the requests are out: readying the clients can take long
+        // on a starved machine, and that time is not the server's.
+        let began = Instant::now();
         let got = probe::collect(
             &mut pending,
             began + Duration::from_secs_f64(n as f64 * d) + p.start_timeout,
         );
+        if let Some(o) = faulted(&r, &got) {
+            return o;
+        }
         sampler.wait_samples(2, Duration::from_secs(1));
         let seen = sampler.snapshot();
         let (served, _) = tally(&got);
@@ -880,9 +922,14 @@ fn pool_bounded(launcher: &dyn Launcher, base: &LaunchSpec, p: &CheckParams) -> 
     let baseline = idle_baseline(&sampler);
     sampler.reset();
     let mut pids = Pids::new();
-    let began = Instant::now();
     let mut pending = or_return!(r.burst(&expected, &running, &mut pids, n));
+    // Deadlines from the moment the requests are out: readying the clients can take long
+    // on a starved machine, and that time is not the server's.
+    let began = Instant::now();
     let got = probe::collect(&mut pending, began + late + p.start_timeout);
+    if let Some(o) = faulted(&r, &got) {
+        return o;
+    }
     sampler.wait_samples(2, Duration::from_secs(1));
     let seen = sampler.snapshot();
     let (served, lat) = tally(&got);
@@ -927,12 +974,17 @@ fn pool_reuse(launcher: &dyn Launcher, base: &LaunchSpec, p: &CheckParams) -> Ou
     let mut pids = Pids::new();
     let mut sets = Vec::new();
     for _ in 0..2 {
-        let began = Instant::now();
         let mut pending = or_return!(r.burst(expected, &running, &mut pids, n));
+        // Deadlines from the moment the requests are out: readying the clients can take long
+        // on a starved machine, and that time is not the server's.
+        let began = Instant::now();
         let got = probe::collect(
             &mut pending,
             began + Duration::from_secs_f64(n as f64 * d) + p.start_timeout,
         );
+        if let Some(o) = faulted(&r, &got) {
+            return o;
+        }
         let (served, _) = tally(&got);
         if served < n {
             let exit = running.sut.poll_exit();
@@ -993,6 +1045,9 @@ fn robustness(launcher: &dyn Launcher, base: &LaunchSpec, p: &CheckParams) -> Ou
             Ok(mut pending) => pending.wait_until(Instant::now() + p.start_timeout),
             Err(e) => Got::from_error(&e),
         };
+        if let Some(o) = faulted(&r, std::slice::from_ref(&got)) {
+            return o;
+        }
         if got.reply().is_none() {
             std::thread::sleep(Duration::from_millis(100));
             let state = match running.sut.poll_exit() {
@@ -1091,6 +1146,9 @@ fn drain(launcher: &dyn Launcher, base: &LaunchSpec, p: &CheckParams) -> Outcome
         &mut pending,
         began + Duration::from_secs_f64(k as f64 * d) + p.stop_timeout,
     );
+    if let Some(o) = faulted(&r, &got) {
+        return o;
+    }
     let (served, _) = tally(&got);
     if served == k {
         return r.pass(

@@ -26,17 +26,20 @@ pub enum Got {
     Nothing,
     /// The queue was removed under the client (the server's doing).
     Removed,
+    /// The queue refused the request: full, or its limits shrunk (the server's doing).
+    Refused(String),
     /// The client could not use the queue for a reason of the grader's own (permissions,
     /// a signal): nothing is learnt about the server.
     Fault(String),
 }
 
 impl Got {
-    /// What a failed receive means: a removed queue is the server's doing, anything else
-    /// the grader's.
+    /// What a failed send or receive means: a removed or full queue is the server's doing,
+    /// anything else the grader's.
     pub fn from_error(e: &MqError) -> Got {
         match e {
             MqError::Removed => Got::Removed,
+            MqError::Full | MqError::TooBig { .. } => Got::Refused(e.to_string()),
             other => Got::Fault(other.to_string()),
         }
     }

@@ -1,18 +1,18 @@
-//! Container tests: the reference server in the `poolgrade:latest` image, probed from client
-//! containers that join its IPC (and PID) namespace, and the container-mode agent driven from
-//! the host. Built with testcontainers; every container is removed when its handle drops.
+//! Container tests: the reference server in its image, probed from client containers that
+//! join its IPC (and PID) namespace; the agent in the grader image, driven from the host;
+//! `docker compose up` run as a newcomer types it, in a fresh copy of the repository; a
+//! hostile batch through Compose with a grader killed halfway; and the unprivileged backend
+//! in a container with Docker's default capabilities, as Gradescope and PrairieLearn run it.
+//! Built with testcontainers and the Compose command; every container is removed when its
+//! handle drops or its project goes down.
 //!
-//! Needs a Docker engine and the image (`scripts/build-images.sh`). When either is missing the
-//! tests print `SKIPPED: ...` and return; with `REQUIRE_DOCKER=1` (as `.ci/run` sets) they fail
-//! instead, so CI never passes them silently. `POOLGRADE_IMAGE` names another image.
-//!
-//! Grading through `docker-compose.yml` (three agent/grader pairs and a merging report
-//! container, run by `scripts/compose-grade.sh`) is compared with native grading, check by
-//! check, on a correct and a broken fixture; that test also needs `docker compose` or
-//! `docker-compose`, and python3 with sysv_ipc for the native side.
+//! Needs a Docker engine and the images (`scripts/build-images.sh`). When either is missing
+//! the tests print `SKIPPED: ...` and return; with `REQUIRE_DOCKER=1` (as `.ci/run` sets)
+//! they fail instead, so CI never passes them silently. `POOLGRADE_IMAGE` and
+//! `POOLGRADE_REFERENCE_IMAGE` name other images.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -22,36 +22,46 @@ use testcontainers::core::{Mount, WaitFor};
 use testcontainers::runners::SyncRunner;
 use testcontainers::{Container, GenericImage, ImageExt};
 
-/// The image under test: `POOLGRADE_IMAGE` or `poolgrade:latest`.
-fn image_ref() -> (String, String) {
-    let full = std::env::var("POOLGRADE_IMAGE").unwrap_or_else(|_| "poolgrade:latest".into());
+use crate::common::{bin, fixtures, python_sysv_ipc};
+
+/// An image reference split into name and tag.
+fn split_ref(full: &str) -> (String, String) {
     match full.rsplit_once(':') {
         Some((name, tag)) if !tag.contains('/') => (name.to_string(), tag.to_string()),
-        _ => (full, "latest".to_string()),
+        _ => (full.to_string(), "latest".to_string()),
     }
 }
 
-/// Whether the Docker engine answers and the image exists. If not: panics with
+/// The grader image: `POOLGRADE_IMAGE` or `poolgrade:latest`.
+fn grader_ref() -> String {
+    std::env::var("POOLGRADE_IMAGE").unwrap_or_else(|_| "poolgrade:latest".into())
+}
+
+/// The reference image: `POOLGRADE_REFERENCE_IMAGE` or `poolgrade-reference:latest`.
+fn reference_ref() -> String {
+    std::env::var("POOLGRADE_REFERENCE_IMAGE")
+        .unwrap_or_else(|_| "poolgrade-reference:latest".into())
+}
+
+/// Whether the Docker engine answers and both images exist. If not: panics with
 /// `REQUIRE_DOCKER=1`, otherwise prints `SKIPPED: <test>: <why>` and returns false.
 fn docker_available(test: &str) -> bool {
-    let (name, tag) = image_ref();
-    let why = match Command::new("docker")
-        .args([
-            "image",
-            "inspect",
-            "--format",
-            "{{.Id}}",
-            &format!("{name}:{tag}"),
-        ])
-        .output()
-    {
-        Err(e) => Some(format!("cannot run the docker client: {e}")),
-        Ok(o) if o.status.success() => None,
-        Ok(o) => Some(format!(
-            "no Docker engine or no image {name}:{tag} (build it with scripts/build-images.sh): {}",
-            String::from_utf8_lossy(&o.stderr).trim()
-        )),
-    };
+    let mut why = None;
+    for image in [grader_ref(), reference_ref()] {
+        match Command::new("docker")
+            .args(["image", "inspect", "--format", "{{.Id}}", &image])
+            .output()
+        {
+            Err(e) => why = Some(format!("cannot run the docker client: {e}")),
+            Ok(o) if o.status.success() => {}
+            Ok(o) => {
+                why = Some(format!(
+                "no Docker engine or no image {image} (build it with scripts/build-images.sh): {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            ))
+            }
+        }
+    }
     match why {
         None => true,
         Some(why) if std::env::var("REQUIRE_DOCKER").as_deref() == Ok("1") => {
@@ -64,15 +74,15 @@ fn docker_available(test: &str) -> bool {
     }
 }
 
-fn image() -> GenericImage {
-    let (name, tag) = image_ref();
+fn image(full: &str) -> GenericImage {
+    let (name, tag) = split_ref(full);
     GenericImage::new(name, tag)
 }
 
 /// The reference server, in pool or spawn mode, in a container whose IPC namespace others
 /// may join. Returns once it printed its ready line.
 fn start_server(mode: &str) -> Container<GenericImage> {
-    image()
+    image(&reference_ref())
         .with_wait_for(WaitFor::message_on_stdout("timeserver: ready"))
         .with_cmd([
             "timeserver",
@@ -92,15 +102,17 @@ fn start_server(mode: &str) -> Container<GenericImage> {
         .expect("start the server container")
 }
 
-/// Runs `cmd` in a container joined to `server`'s IPC namespace (and PID namespace with
-/// `share_pids`), waits for it to exit, and returns (exit code, stdout, stderr).
-fn run_client(
-    server: &Container<GenericImage>,
+/// Runs `cmd` in a container of `image_ref` joined to `target`'s IPC namespace (and PID
+/// namespace with `share_pids`), waits for it to exit, and returns (exit code, stdout,
+/// stderr).
+fn run_joined(
+    image_ref: &str,
+    target: &Container<GenericImage>,
     share_pids: bool,
     cmd: &[&str],
 ) -> (Option<i64>, String, String) {
-    let target = format!("container:{}", server.id());
-    let client = image()
+    let target = format!("container:{}", target.id());
+    let client = image(image_ref)
         .with_wait_for(WaitFor::Exit(ExitWaitStrategy::new()))
         .with_cmd(cmd.iter().copied())
         .with_startup_timeout(Duration::from_secs(120))
@@ -166,7 +178,7 @@ fn concurrent_clients_in_joined_containers_each_get_their_own_reply() {
             .map(|pids| {
                 let script = concurrent_gets(pids);
                 let server = &server;
-                s.spawn(move || run_client(server, false, &["sh", "-c", &script]))
+                s.spawn(move || run_joined(&reference_ref(), server, false, &["sh", "-c", &script]))
             })
             .collect();
         handles
@@ -188,7 +200,7 @@ fn concurrent_clients_in_joined_containers_each_get_their_own_reply() {
         }
     }
     // A client that uses its own pid (1 in its container) is routed too.
-    let (code, out, err) = run_client(&server, false, &["timeclient", "--get"]);
+    let (code, out, err) = run_joined(&reference_ref(), &server, false, &["timeclient", "--get"]);
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.starts_with("Server response: "), "{out:?}");
 }
@@ -200,7 +212,7 @@ fn the_stop_message_ends_the_server_container_with_status_0() {
         return;
     }
     let server = start_server("pool");
-    let (code, out, err) = run_client(&server, false, &["timeclient", "--stop"]);
+    let (code, out, err) = run_joined(&reference_ref(), &server, false, &["timeclient", "--stop"]);
     assert_eq!(code, Some(0), "timeclient --stop failed: {out}{err}");
     assert!(
         wait_stopped(&server, Duration::from_secs(60)),
@@ -231,7 +243,12 @@ print(json.dumps({"base": len(base), "new": len(seen - base), "ok": ok}))
 
 fn thread_probe(mode: &str) -> serde_json::Value {
     let server = start_server(mode);
-    let (code, out, err) = run_client(&server, true, &["python3", "-c", THREAD_PROBE]);
+    let (code, out, err) = run_joined(
+        &reference_ref(),
+        &server,
+        true,
+        &["python3", "-c", THREAD_PROBE],
+    );
     assert_eq!(code, Some(0), "thread probe failed: {out}{err}");
     let v: serde_json::Value = serde_json::from_str(out.trim())
         .unwrap_or_else(|e| panic!("probe printed {out:?} ({e}); stderr {err:?}"));
@@ -258,32 +275,77 @@ fn a_pool_server_starts_no_thread_per_request_and_a_spawn_server_does() {
     );
 }
 
-/// The container-mode agent, driven from the host through a bind-mounted control directory:
-/// launch, limits, output, stop (killing an orphan that left the process group) and queues.
 #[test]
 #[serial(docker)]
-fn the_agent_in_a_container_launches_limits_and_stops_servers() {
+fn the_grader_image_holds_no_reference_server() {
+    if !docker_available("the_grader_image_holds_no_reference_server") {
+        return;
+    }
+    let probe = image(&grader_ref())
+        .with_wait_for(WaitFor::Exit(ExitWaitStrategy::new()))
+        .with_cmd([
+            "sh",
+            "-c",
+            "for b in timeserver timeclient primes; do command -v $b && echo FOUND $b; done; find / -xdev -name 'timeserver*' 2>/dev/null; echo done",
+        ])
+        .with_startup_timeout(Duration::from_secs(60))
+        .start()
+        .expect("start a container of the grader image");
+    let out = String::from_utf8_lossy(&probe.stdout_to_vec().unwrap_or_default()).into_owned();
+    assert!(out.ends_with("done\n"), "{out}");
+    assert!(
+        !out.contains("FOUND") && !out.contains("timeserver"),
+        "{out}"
+    );
+}
+
+/// The agent in the grader image, driven from the host through a bind-mounted control folder
+/// (as a grader in a second container drives it): each server runs under a uid leased for it,
+/// with the rlimits, and a stop kills everything of that uid, orphans and fork bombs alike.
+#[test]
+#[serial(docker)]
+fn the_agent_in_a_container_runs_servers_under_leased_uids_and_stops_them_whole() {
     use poolgrade::grader::agent::AgentLauncher;
-    use poolgrade::grader::sut::{Exit, LaunchSpec, Launcher, Limits};
+    use poolgrade::grader::sut::{Exit, LaunchError, LaunchSpec, Launcher, Limits};
     use std::os::unix::fs::PermissionsExt;
 
-    if !docker_available("the_agent_in_a_container_launches_limits_and_stops_servers") {
+    if !docker_available(
+        "the_agent_in_a_container_runs_servers_under_leased_uids_and_stops_them_whole",
+    ) {
         return;
     }
     let ctl = tempfile::tempdir().expect("tempdir");
-    // The agent runs as uid 10001: let it write the control files.
-    std::fs::set_permissions(ctl.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let agent = image()
-        .with_cmd(["poolgrade", "agent", "--ctl", "/run/poolgrade"])
+    let sub = tempfile::tempdir().expect("tempdir");
+    std::fs::write(sub.path().join("server.py"), "print('hello')\n").unwrap();
+    std::fs::set_permissions(sub.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let agent = image(&grader_ref())
+        .with_cmd(["poolgrade", "agent", "--ctl", "/run/poolgrade-ctl"])
         .with_mount(Mount::bind_mount(
             ctl.path().to_string_lossy().into_owned(),
-            "/run/poolgrade",
+            "/run/poolgrade-ctl",
+        ))
+        .with_mount(Mount::bind_mount(
+            sub.path().to_string_lossy().into_owned(),
+            "/grading/sub",
         ))
         .with_startup_timeout(Duration::from_secs(60))
         .with_host_config_modifier(|hc| {
             hc.ipc_mode = Some("shareable".into());
             hc.network_mode = Some("none".into());
             hc.pids_limit = Some(512);
+            hc.cap_drop = Some(vec!["ALL".into()]);
+            hc.cap_add = Some(
+                [
+                    "SETUID",
+                    "SETGID",
+                    "KILL",
+                    "CHOWN",
+                    "DAC_OVERRIDE",
+                    "FOWNER",
+                ]
+                .map(String::from)
+                .to_vec(),
+            );
         })
         .start()
         .expect("start the agent container");
@@ -294,9 +356,11 @@ fn the_agent_in_a_container_launches_limits_and_stops_servers() {
         1,
         "the agent is not PID 1 of its container"
     );
-
-    let spec = |command: &[&str]| {
-        let mut spec = LaunchSpec::new("/work", command.iter().map(|s| s.to_string()).collect());
+    let spec = |script: &str| {
+        let mut spec = LaunchSpec::new(
+            "/grading/sub",
+            vec!["python3".into(), "-c".into(), script.into()],
+        );
         spec.limits = Limits {
             max_processes: 300,
             max_memory_mib: 512,
@@ -304,23 +368,33 @@ fn the_agent_in_a_container_launches_limits_and_stops_servers() {
         };
         spec
     };
-    // A server whose shell also leaves a sleeper in its own session: the stop must kill both.
+    // A server that reports its uid and leaves a detached sleeper behind.
     let mut sut = launcher
-        .launch(&spec(&[
-            "sh",
-            "-c",
-            "setsid sleep 300 & exec timeserver --mode pool --workers 2",
-        ]))
+        .launch(&spec(
+            "import os, subprocess, time\nprint('uid', os.getuid(), 'files', os.listdir('.'), flush=True)\nsubprocess.Popen(['setsid', 'sleep', '300'])\ntime.sleep(300)",
+        ))
         .expect("launch through the agent");
     let pid = sut.pid();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !sut.output_tail().contains("timeserver: ready") && Instant::now() < deadline {
+    while !sut.output_tail().contains("uid ") && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    let probe = format!(
-        "grep -E 'Max (processes|address space)' /proc/{pid}/limits; timeclient --get --pid 4242"
+    let said = sut.output_tail();
+    let uid: u32 = said
+        .split_whitespace()
+        .nth(1)
+        .and_then(|u| u.parse().ok())
+        .unwrap_or_else(|| panic!("no uid in {said:?}"));
+    assert!(
+        uid >= 10_000 && uid != 65_534,
+        "the server ran as uid {uid}"
     );
-    let (code, out, err) = run_client(&agent, true, &["sh", "-c", &probe]);
+    assert!(
+        said.contains("server.py"),
+        "its copy of the submission: {said}"
+    );
+    let probe = format!("grep -E 'Max (processes|address space)' /proc/{pid}/limits; ps -o user= -e 2>/dev/null | sort -u; echo done");
+    let (code, out, err) = run_joined(&grader_ref(), &agent, true, &["sh", "-c", &probe]);
     assert_eq!(code, Some(0), "probe failed: {out}{err}");
     assert!(
         out.lines()
@@ -332,7 +406,6 @@ fn the_agent_in_a_container_launches_limits_and_stops_servers() {
             .any(|l| l.contains("address space") && l.contains(&(512u64 << 20).to_string())),
         "RLIMIT_AS not applied: {out}"
     );
-    assert!(out.contains("Server response: "), "no reply: {out}");
     assert_eq!(
         sut.poll_exit(),
         None,
@@ -341,14 +414,10 @@ fn the_agent_in_a_container_launches_limits_and_stops_servers() {
     );
     sut.kill_all();
     assert_eq!(sut.poll_exit(), Some(Exit::Signal(9)));
-    assert!(
-        sut.output_tail().contains("timeserver: ready"),
-        "{}",
-        sut.output_tail()
-    );
     drop(sut);
     let survivors = |what: &str| {
-        let (code, out, err) = run_client(
+        let (code, out, err) = run_joined(
+            &grader_ref(),
             &agent,
             true,
             &[
@@ -358,7 +427,7 @@ fn the_agent_in_a_container_launches_limits_and_stops_servers() {
             ],
         );
         assert_eq!(code, Some(0), "{err}");
-        for name in ["sleep", "timeserver", "python3"] {
+        for name in ["sleep", "python3"] {
             assert!(
                 !out.lines().any(|l| l == name),
                 "{name} survived {what}: {out}"
@@ -366,15 +435,13 @@ fn the_agent_in_a_container_launches_limits_and_stops_servers() {
         }
         assert!(out.contains("queues 0"), "queues left after {what}: {out}");
     };
-    survivors("the stop of a server with an orphan");
+    survivors("the stop of a server with a detached child");
 
     // A fork bomb (held by RLIMIT_NPROC and the container's pids limit) is stopped whole.
     let mut bomb = launcher
-        .launch(&spec(&[
-            "python3",
-            "-c",
+        .launch(&spec(
             "import os, sysv_ipc\nsysv_ipc.MessageQueue(666, sysv_ipc.IPC_CREAT)\nprint('armed', flush=True)\nwhile True:\n    try: os.fork()\n    except OSError: pass",
-        ]))
+        ))
         .expect("launch the fork bomb");
     let deadline = Instant::now() + Duration::from_secs(60);
     while !bomb.output_tail().contains("armed") && Instant::now() < deadline {
@@ -392,27 +459,42 @@ fn the_agent_in_a_container_launches_limits_and_stops_servers() {
     survivors("the stop of a fork bomb");
 
     // A program that does not exist is refused with a typed error.
-    let err = launcher
-        .launch(&spec(&["no-such-server"]))
-        .err()
-        .expect("launch must fail");
-    assert!(
-        matches!(err, poolgrade::grader::sut::LaunchError::Spawn { .. }),
-        "{err}"
-    );
+    let mut missing = spec("");
+    missing.command = vec!["no-such-server".into()];
+    let err = launcher.launch(&missing).err().expect("launch must fail");
+    assert!(matches!(err, LaunchError::Spawn { .. }), "{err}");
     // `docker stop` reaches the agent (PID 1 handles SIGTERM) and it exits 0.
     agent.stop_with_timeout(Some(20)).expect("stop the agent");
     assert_eq!(agent.exit_code().expect("agent exit code"), Some(0));
 }
 
-/// Verdicts: submission -> stage -> check id -> "passed" | "failed".
+/// Verdicts: submission -> stage -> check id -> "passed" | "failed" | "error".
 type Verdicts = BTreeMap<String, BTreeMap<String, BTreeMap<String, String>>>;
 
-/// The verdicts of the `stage-finished` events in JSON Lines (`grade --format json`, or the
-/// merged `events.jsonl` of a compose run).
+/// What a check observed, from JSON Lines events (for the message of a failed assertion).
+fn observed_of(jsonl: &str, submission: &str, stage: &str, id: &str) -> String {
+    for line in jsonl.lines().filter(|l| l.starts_with('{')) {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if v["event"] == "stage-finished"
+            && v["report"]["submission"] == submission
+            && v["report"]["stage"] == stage
+        {
+            for o in v["report"]["outcomes"].as_array().into_iter().flatten() {
+                if o["id"] == id {
+                    return format!("{}\n{}", o["observed"], o["server_output"]);
+                }
+            }
+        }
+    }
+    String::new()
+}
+
+/// The verdicts of the `stage-finished` events in JSON Lines.
 fn verdicts_of(jsonl: &str) -> Verdicts {
     let mut got = Verdicts::new();
-    for line in jsonl.lines().filter(|l| !l.trim().is_empty()) {
+    for line in jsonl.lines().filter(|l| l.starts_with('{')) {
         let v: serde_json::Value =
             serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
         if v["event"] != "stage-finished" {
@@ -434,6 +516,36 @@ fn verdicts_of(jsonl: &str) -> Verdicts {
     got
 }
 
+/// The verdicts a fixture's `expected.toml` states, in the words of the events.
+fn expected_of(name: &str) -> BTreeMap<String, BTreeMap<String, String>> {
+    let text = std::fs::read_to_string(
+        fixtures()
+            .join("submissions")
+            .join(name)
+            .join("expected.toml"),
+    )
+    .expect("expected.toml");
+    let table: toml::Table = text.parse().expect("expected.toml parses");
+    table
+        .into_iter()
+        .filter_map(|(stage, v)| {
+            let checks = v
+                .as_table()?
+                .iter()
+                .map(|(id, verdict)| {
+                    let word = if verdict.as_str() == Some("pass") {
+                        "passed"
+                    } else {
+                        "failed"
+                    };
+                    (id.clone(), word.to_string())
+                })
+                .collect();
+            Some((stage, checks))
+        })
+        .collect()
+}
+
 /// `docker compose` (v2) or `docker-compose`, if either runs.
 fn compose_command() -> Option<Vec<&'static str>> {
     let ok = |cmd: &[&str]| {
@@ -448,18 +560,26 @@ fn compose_command() -> Option<Vec<&'static str>> {
         .find(|c| ok(c))
 }
 
-/// Copies a fixture submission (its files, not `expected.toml`) into `dest`, readable by the
-/// containers' uid 10001.
-fn copy_submission(from: &Path, dest: &Path) {
-    use std::os::unix::fs::PermissionsExt;
+fn require_compose(test: &str) -> Option<Vec<&'static str>> {
+    let found = compose_command();
+    if found.is_none() {
+        if std::env::var("REQUIRE_DOCKER").as_deref() == Ok("1") {
+            panic!("REQUIRE_DOCKER=1 but neither `docker compose` nor `docker-compose` runs");
+        }
+        eprintln!("SKIPPED: {test}: neither `docker compose` nor `docker-compose` runs");
+    }
+    found
+}
+
+/// Copies a fixture submission (its files, not `expected.toml`) into `dest`.
+fn copy_fixture(name: &str, dest: &Path) {
     std::fs::create_dir_all(dest).expect("create submission folder");
-    std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o755)).unwrap();
-    for entry in std::fs::read_dir(from).expect("fixture folder").flatten() {
-        let path = entry.path();
-        if path.is_file() && entry.file_name() != "expected.toml" {
-            let to = dest.join(entry.file_name());
-            std::fs::copy(&path, &to).expect("copy fixture file");
-            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o644)).unwrap();
+    for entry in std::fs::read_dir(fixtures().join("submissions").join(name))
+        .expect("fixture folder")
+        .flatten()
+    {
+        if entry.path().is_file() && entry.file_name() != "expected.toml" {
+            std::fs::copy(entry.path(), dest.join(entry.file_name())).expect("copy fixture file");
         }
     }
 }
@@ -482,129 +602,336 @@ fn compose_leftovers(project: &str) -> Vec<String> {
     left
 }
 
-/// The issue's comparison: a correct and a broken submission graded natively and through
-/// Docker Compose (sharded over three agent/grader pairs, merged by the report container)
-/// get the same verdict for every check of both stages, the same exit status, the result
-/// files, and nothing is left behind.
+/// Runs `compose args...` in `dir` as project `project`, with `env`, under `timeout`
+/// (killed past it). Returns (exit code, stdout and stderr).
+fn run_compose(
+    compose: &[&str],
+    dir: &Path,
+    project: &str,
+    env: &[(&str, &Path)],
+    args: &[&str],
+    timeout: Duration,
+) -> (Option<i32>, String) {
+    let mut cmd = Command::new(compose[0]);
+    cmd.args(&compose[1..])
+        .args(args)
+        .current_dir(dir)
+        .env("COMPOSE_PROJECT_NAME", project)
+        .env("POOLGRADE_IMAGE", grader_ref())
+        .env_remove("SUBMISSIONS")
+        .env_remove("RESULTS")
+        .env_remove("RUBRIC");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = assert_cmd::Command::from_std(cmd)
+        .timeout(timeout)
+        .output()
+        .expect("run compose");
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&child.stdout),
+        String::from_utf8_lossy(&child.stderr)
+    );
+    (child.status.code(), log)
+}
+
+/// Takes a project down (containers and volumes), whatever happened.
+struct ComposeProject<'a> {
+    compose: Vec<&'static str>,
+    dir: &'a Path,
+    name: String,
+}
+
+impl Drop for ComposeProject<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new(self.compose[0])
+            .args(&self.compose[1..])
+            .args(["down", "--volumes", "--remove-orphans"])
+            .current_dir(self.dir)
+            .env("COMPOSE_PROJECT_NAME", &self.name)
+            .output();
+    }
+}
+
+/// The issue's newcomer: in a fresh copy of the repository (the files git tracks, owned by
+/// an ordinary user) with no `results/` folder, plain `docker compose up` grades the bundled
+/// samples, writes `./results` owned by that user, and ends by itself, with the verdicts of
+/// native grading.
 #[test]
-// Also grades natively: never beside the grader tests, which look for leftover sandboxes.
+// Grades natively too: never beside the sandbox tests, which look for leftover sandboxes.
 #[serial(docker, sandbox)]
-fn compose_grading_gives_the_native_verdicts_check_by_check() {
-    use crate::common::{bin, fixtures, python_sysv_ipc};
-    let test = "compose_grading_gives_the_native_verdicts_check_by_check";
+fn docker_compose_up_in_a_fresh_copy_grades_the_samples_and_ends() {
+    use std::os::unix::fs::MetadataExt;
+    let test = "docker_compose_up_in_a_fresh_copy_grades_the_samples_and_ends";
+    if !docker_available(test) || !python_sysv_ipc() {
+        return;
+    }
+    let Some(compose) = require_compose(test) else {
+        return;
+    };
+    let clone = tempfile::tempdir().expect("tempdir");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let files = Command::new("git")
+        .args(["ls-files", "-z"])
+        .current_dir(repo)
+        .output()
+        .expect("git ls-files");
+    for name in files.stdout.split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        let rel = PathBuf::from(String::from_utf8_lossy(name).into_owned());
+        let (from, to) = (repo.join(&rel), clone.path().join(&rel));
+        if from.is_file() {
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(&from, &to).unwrap();
+        }
+    }
+    assert!(!clone.path().join("results").exists());
+    // An ordinary user's clone.
+    let user = 4242;
+    Command::new("chown")
+        .args(["-R", &format!("{user}:{user}")])
+        .arg(clone.path())
+        .status()
+        .expect("chown");
+    let project = format!("poolgrade-fresh-{}", std::process::id());
+    let _down = ComposeProject {
+        compose: compose.clone(),
+        dir: clone.path(),
+        name: project.clone(),
+    };
+    let began = Instant::now();
+    let (code, log) = run_compose(
+        &compose,
+        clone.path(),
+        &project,
+        &[],
+        &["up"],
+        Duration::from_secs(900),
+    );
+    assert_eq!(code, Some(0), "`{} up` failed:\n{log}", compose.join(" "));
+    eprintln!(
+        "{test}: `{} up` ended by itself after {:.0} s",
+        compose.join(" "),
+        began.elapsed().as_secs_f64()
+    );
+    let results = clone.path().join("results");
+    assert_eq!(
+        std::fs::metadata(&results)
+            .expect("./results was written")
+            .uid(),
+        user,
+        "./results belongs to the clone's owner"
+    );
+    let container = verdicts_of(&std::fs::read_to_string(results.join("events.jsonl")).unwrap());
+    for sample in ["alice", "bob", "carol", "dave"] {
+        assert!(
+            results.join(sample).join("results.json").is_file(),
+            "{sample}: {log}"
+        );
+        assert_eq!(std::fs::metadata(results.join(sample)).unwrap().uid(), user);
+    }
+    assert!(results.join("gradebook.csv").is_file());
+    let native = assert_cmd::Command::new(bin("poolgrade"))
+        .args(["grade", "--format", "json", "--out"])
+        .arg(tempfile::tempdir().unwrap().path())
+        .args(["alice", "bob", "carol", "dave"].map(|s| clone.path().join("samples").join(s)))
+        .timeout(Duration::from_secs(300))
+        .output()
+        .unwrap();
+    let native = verdicts_of(&String::from_utf8_lossy(&native.stdout));
+    assert_eq!(
+        container, native,
+        "verdicts through compose (left) versus native (right)"
+    );
+    drop(_down);
+    assert_eq!(compose_leftovers(&project), Vec::<String>::new());
+}
+
+/// Hostile submissions through Compose beside two correct neighbours, with one grading
+/// process killed halfway: the neighbours keep full marks, every attacker gets its expected
+/// verdicts, the batch completes (its container stays, so `--exit-code-from report` does
+/// not abort), and the killed grader costs at most the one check it held (an error).
+/// `--exit-code-from report` returns the batch's status.
+#[test]
+// Grades in containers: never beside the native grading tests, whose cgroup outweighs a
+// container's four to one and would starve the timed checks.
+#[serial(docker, sandbox)]
+fn a_hostile_batch_through_compose_with_a_grader_killed_completes() {
+    let test = "a_hostile_batch_through_compose_with_a_grader_killed_completes";
     if !docker_available(test) {
         return;
     }
-    let Some(compose) = compose_command() else {
-        if std::env::var("REQUIRE_DOCKER").as_deref() == Ok("1") {
-            panic!("REQUIRE_DOCKER=1 but neither `docker compose` nor `docker-compose` runs");
-        }
-        eprintln!("SKIPPED: {test}: neither `docker compose` nor `docker-compose` runs");
+    let Some(compose) = require_compose(test) else {
         return;
     };
-    if !python_sysv_ipc() {
-        eprintln!("SKIPPED: {test}: no python3 with sysv_ipc for the native side");
+    let names = [
+        "correct-threads-ctime",
+        "correct-mp-threadpool-iso",
+        "hostile-tampers-proc",
+        "hostile-attacks-grader",
+        "hostile-execs-reference",
+        "hostile-plants-files",
+        "hostile-borrows-peer",
+        "hostile-exfiltrates",
+    ];
+    let subs = tempfile::tempdir().expect("tempdir");
+    for n in names {
+        copy_fixture(n, &subs.path().join(n));
+    }
+    let results = tempfile::tempdir().expect("tempdir");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let project = format!("poolgrade-hostile-{}", std::process::id());
+    let _down = ComposeProject {
+        compose: compose.clone(),
+        dir: repo,
+        name: project.clone(),
+    };
+    // Kill grader-2's grading process (SIGKILL, from the host) once grading is under way.
+    let killer = {
+        let project = project.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(5));
+            let out = Command::new("docker")
+                .args(["ps", "-q", "--filter"])
+                .arg(format!("label=com.docker.compose.project={project}"))
+                .args(["--filter", "label=com.docker.compose.service=grader-2"])
+                .output()
+                .expect("docker ps");
+            let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            let top = Command::new("docker")
+                .args(["top", &id, "-eo", "pid,args"])
+                .output()
+                .expect("docker top");
+            let listing = String::from_utf8_lossy(&top.stdout).into_owned();
+            let pid = listing.lines().find_map(|l| {
+                let (pid, args) = l.trim().split_once(' ')?;
+                args.trim()
+                    .starts_with("poolgrade grade")
+                    .then(|| pid.to_owned())
+            });
+            pid.is_some_and(|p| {
+                Command::new("kill")
+                    .args(["-9", &p])
+                    .status()
+                    .is_ok_and(|s| s.success())
+            })
+        })
+    };
+    let (code, log) = run_compose(
+        &compose,
+        repo,
+        &project,
+        &[("SUBMISSIONS", subs.path()), ("RESULTS", results.path())],
+        &["up", "--exit-code-from", "report"],
+        Duration::from_secs(900),
+    );
+    assert!(killer.join().unwrap(), "grader-2 was not killed: {log}");
+    let events = std::fs::read_to_string(results.path().join("events.jsonl"))
+        .unwrap_or_else(|e| panic!("no events.jsonl ({e}):\n{log}"));
+    let got = verdicts_of(&events);
+    let mut errors = 0;
+    for n in names {
+        let want = expected_of(n);
+        assert_eq!(
+            got.get(n).map(BTreeMap::len),
+            Some(want.len()),
+            "{n}: stages"
+        );
+        for (stage, checks) in &want {
+            for (id, verdict) in checks {
+                let actual = &got[n][stage][id];
+                if actual == "error" {
+                    errors += 1;
+                    continue;
+                }
+                assert_eq!(
+                    actual,
+                    verdict,
+                    "{n} {stage} {id}: {}",
+                    observed_of(&events, n, stage, id)
+                );
+            }
+        }
+    }
+    assert!(errors <= 1, "the killed grader cost {errors} checks");
+    eprintln!("{test}: the killed grading process cost {errors} check(s); the batch completed");
+    assert_eq!(code, Some(if errors == 1 { 2 } else { 1 }), "{log}");
+    // The tamperer reached nothing: its output holds no trace of success.
+    assert!(
+        !events.contains("TAMPERED") && !events.contains("LEAKED"),
+        "{events}"
+    );
+    drop(_down);
+    assert_eq!(compose_leftovers(&project), Vec::<String>::new());
+}
+
+/// The unprivileged backend where Gradescope and PrairieLearn run graders: a container with
+/// Docker's default capabilities and seccomp profile (no `CAP_SYS_ADMIN`, no namespaces).
+/// `poolgrade grade` picks the backend by itself, says so in its results, and grades a
+/// correct submission beside hostile ones with the expected verdicts.
+#[test]
+// Grades in containers: never beside the native grading tests, whose cgroup outweighs a
+// container's four to one and would starve the timed checks.
+#[serial(docker, sandbox)]
+fn the_unprivileged_backend_grades_hostile_fixtures_in_a_default_container() {
+    use std::os::unix::fs::PermissionsExt;
+    let test = "the_unprivileged_backend_grades_hostile_fixtures_in_a_default_container";
+    if !docker_available(test) {
         return;
     }
-    let names = ["correct-threads-ctime", "shared-pid-race"];
+    let names = [
+        "correct-threads-ctime",
+        "hostile-plants-files",
+        "hostile-attacks-grader",
+        "hostile-tampers-proc",
+        "hostile-execs-reference",
+        "hostile-borrows-peer",
+        "hostile-exfiltrates",
+    ];
     let subs = tempfile::tempdir().expect("tempdir");
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(subs.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    for name in names {
-        copy_submission(
-            &fixtures().join("submissions").join(name),
-            &subs.path().join(name),
-        );
-    }
-
-    let native_out = tempfile::tempdir().expect("tempdir");
-    let native = Command::new(bin("poolgrade"))
-        .args(["grade", "--format", "json", "--out"])
-        .arg(native_out.path())
-        .args(names.map(|n| subs.path().join(n)))
-        .output()
-        .expect("run poolgrade grade");
-    let native_code = native.status.code();
-    assert!(
-        matches!(native_code, Some(0 | 1)),
-        "native grading failed: {}",
-        String::from_utf8_lossy(&native.stderr)
-    );
-    let native_verdicts = verdicts_of(&String::from_utf8_lossy(&native.stdout));
-
-    let results = tempfile::tempdir().expect("tempdir");
-    let project = format!("poolgrade-test-{}", std::process::id());
-    let (name, tag) = image_ref();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/compose-grade.sh");
-    let run = Command::new(&script)
-        .arg(subs.path())
-        .arg(results.path())
-        .env("POOLGRADE_IMAGE", format!("{name}:{tag}"))
-        .env("COMPOSE_PROJECT_NAME", &project)
-        .env_remove("RUBRIC")
-        .output()
-        .expect("run scripts/compose-grade.sh");
-    let log = format!(
-        "{} ({}):\n{}{}",
-        script.display(),
-        compose.join(" "),
-        String::from_utf8_lossy(&run.stdout),
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let left = compose_leftovers(&project);
-    assert!(left.is_empty(), "compose left {left:?} behind");
-    assert_eq!(
-        run.status.code(),
-        native_code,
-        "the compose run exits with the native status; {log}"
-    );
-    let merged = std::fs::read_to_string(results.path().join("events.jsonl"))
-        .unwrap_or_else(|e| panic!("no merged events.jsonl ({e}); {log}"));
-    let container_verdicts = verdicts_of(&merged);
-
-    // Both submissions, both stages, every check of each: a comparison of nothing passes
-    // nothing.
     for n in names {
-        let stages = native_verdicts.get(n).map_or(0, |s| s.len());
-        assert_eq!(stages, 2, "native grading of {n} has {stages} stages");
+        copy_fixture(n, &subs.path().join(n));
     }
-    let all: Vec<&String> = native_verdicts
-        .values()
-        .flat_map(|s| s.values())
-        .flat_map(|c| c.values())
-        .collect();
-    assert!(
-        all.iter().any(|v| *v == "passed") && all.iter().any(|v| *v == "failed"),
-        "the fixtures should give both verdicts natively: {native_verdicts:?}"
-    );
-    assert_eq!(
-        container_verdicts, native_verdicts,
-        "verdicts through compose (left) versus native (right)"
-    );
-
-    // The report container wrote the same result files as native grading.
+    std::fs::set_permissions(subs.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let grader = image(&grader_ref())
+        .with_wait_for(WaitFor::Exit(ExitWaitStrategy::new()))
+        .with_mount(Mount::bind_mount(
+            subs.path().to_string_lossy().into_owned(),
+            "/grading/submissions",
+        ))
+        .with_cmd([
+            "poolgrade",
+            "grade",
+            "--format",
+            "json",
+            "--out",
+            "/grading/out",
+            "--all-in",
+            "/grading/submissions",
+        ])
+        .with_startup_timeout(Duration::from_secs(900))
+        .start()
+        .expect("start the grader container");
+    let out = String::from_utf8_lossy(&grader.stdout_to_vec().unwrap_or_default()).into_owned();
+    let err = String::from_utf8_lossy(&grader.stderr_to_vec().unwrap_or_default()).into_owned();
+    assert_eq!(grader.exit_code().unwrap(), Some(1), "{err}");
+    let got = verdicts_of(&out);
     for n in names {
-        for file in [
-            "results.json",
-            "junit.xml",
-            "classroom.json",
-            "prairielearn.json",
-        ] {
-            let path = results.path().join(n).join(file);
-            assert!(path.is_file(), "{} missing; {log}", path.display());
+        let want = expected_of(n);
+        for (stage, checks) in &want {
+            for (id, verdict) in checks {
+                assert_eq!(
+                    &got[n][stage][id],
+                    verdict,
+                    "{n} {stage} {id}: {}\n{err}",
+                    observed_of(&out, n, stage, id)
+                );
+            }
         }
-        let gradescope: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(results.path().join(n).join("results.json")).unwrap(),
-        )
-        .expect("results.json parses");
-        let checks: usize = native_verdicts[n].values().map(|c| c.len()).sum();
-        assert_eq!(
-            gradescope["tests"].as_array().map(|t| t.len()),
-            Some(checks),
-            "{n}: one Gradescope test per check"
-        );
     }
-    assert!(results.path().join("gradebook.csv").is_file(), "{log}");
+    assert!(
+        out.contains("\"isolation\":\"unprivileged: "),
+        "the results name the backend"
+    );
+    assert!(!out.contains("TAMPERED") && !out.contains("LEAKED"));
 }
