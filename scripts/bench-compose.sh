@@ -30,7 +30,7 @@ for r in $(seq 1 "$ROUNDS"); do
   SUBMISSIONS="$work/batch" RESULTS="$work/compose" "${COMPOSE[@]}" -p poolgrade-bench \
     up --exit-code-from report >"$work/compose.log" 2>&1 || true
   t2=$(date +%s.%N)
-  "${COMPOSE[@]}" -p poolgrade-bench down --volumes >/dev/null 2>&1
+  timeout 180 "${COMPOSE[@]}" -p poolgrade-bench down --volumes >/dev/null 2>&1 || echo "bench-compose: down failed" >&2
   native=$(echo "$t1 - $t0" | bc)
   compose=$(echo "$t2 - $t1" | bc)
   echo "$native" >>"$work/native.times"

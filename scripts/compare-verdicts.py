@@ -18,7 +18,8 @@ def verdicts(path):
             continue
         report = event["report"]
         got.setdefault(report["submission"], {})[report["stage"]] = {
-            o["id"]: "pass" if o["status"] == "passed" else "fail" for o in report["outcomes"]
+            o["id"]: {"passed": "pass", "failed": "fail"}.get(o["status"], "error")
+            for o in report["outcomes"]
         }
     return got
 

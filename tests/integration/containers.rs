@@ -645,11 +645,14 @@ struct ComposeProject<'a> {
 
 impl Drop for ComposeProject<'_> {
     fn drop(&mut self) {
-        let _ = Command::new(self.compose[0])
-            .args(&self.compose[1..])
+        let mut cmd = Command::new(self.compose[0]);
+        cmd.args(&self.compose[1..])
             .args(["down", "--volumes", "--remove-orphans"])
             .current_dir(self.dir)
-            .env("COMPOSE_PROJECT_NAME", &self.name)
+            .env("COMPOSE_PROJECT_NAME", &self.name);
+        // A wedged engine must fail the test (its leftovers are checked), never hang it.
+        let _ = assert_cmd::Command::from_std(cmd)
+            .timeout(Duration::from_secs(180))
             .output();
     }
 }

@@ -106,6 +106,13 @@ pub fn serve(ctl: &Path, opts: AgentOptions) -> Result<(), AgentError> {
     let result = agent.run(&term);
     agent.stop();
     let _ = remove_if_present(&ctl.join(HELLO_FILE));
+    if term.load(Ordering::Relaxed) && std::process::id() == 1 {
+        // Stopped by Docker (Compose stops every container at once): the grader sharing our
+        // PID namespace is being stopped too. Leaving first would kill its processes under
+        // Docker's feet, a race that can leave the engine believing a dead container runs.
+        // Let it go first.
+        wait_alone(Duration::from_secs(4));
+    }
     for id in sig_ids {
         signal_hook::low_level::unregister(id);
     }
@@ -285,6 +292,27 @@ impl Agent {
         let exit = cur.sut.poll_exit();
         let output = cur.sut.output_tail();
         (exit, output)
+    }
+}
+
+/// Waits until no other live process is in sight (in a container, the agent's PID namespace:
+/// the grader's processes), reaping orphans, or `timeout` passes.
+fn wait_alone(timeout: Duration) {
+    let me = std::process::id();
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        reap_orphans(None);
+        let others = fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| *pid != me && !crate::grader::procfs::is_zombie(*pid))
+            .count();
+        if others == 0 {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
