@@ -7,7 +7,7 @@
 //!
 //! It prints figures and asserts nothing: speed depends on the machine and its load.
 
-use poolgrade::primes::{self, Method, Submit, SweepPlan};
+use pools::primes::{self, Method, Submit, SweepPlan};
 
 const COUNT: usize = 1_000_000;
 const SEED: u64 = 2024;

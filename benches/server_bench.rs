@@ -1,6 +1,6 @@
 //! Time-server benchmark (`cargo bench --bench server_bench`): starts the release `timeserver`
 //! in inline, spawn and pool modes on a private queue key, drives each with the library's load
-//! generator (`poolgrade::client::bench`) with 1, 8 and 32 clients, without and with a 2 ms
+//! generator (`timeserver::client::bench`) with 1, 8 and 32 clients, without and with a 2 ms
 //! work delay, and prints one table of requests/s, p50 and p99 from the same run, so that the
 //! cost of a thread per request shows next to the pool and the single-threaded baseline.
 //!
@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use poolgrade::client::{self, BenchConfig, BenchReport};
-use poolgrade::mq::MessageQueue;
+use sysv_mq::MessageQueue;
+use timeserver::client::{self, BenchConfig, BenchReport};
 
 /// The server under test; killed, reaped and its queue removed on drop.
 struct Server {

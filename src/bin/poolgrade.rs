@@ -1,5 +1,5 @@
 //! `poolgrade`: the black-box grader's command line. The logic lives in the library
-//! (`poolgrade::grader`); this file parses arguments, picks reporters and maps the result to
+//! (the `grader` crate); this file parses arguments, picks reporters and maps the result to
 //! an exit code.
 
 use std::io;
@@ -8,15 +8,15 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use poolgrade::grader::agent::{self, AgentOptions};
-use poolgrade::grader::batch::{self, BatchOutcome};
-use poolgrade::grader::checks;
-use poolgrade::grader::claims::{self, WorkDir};
-use poolgrade::grader::outcome::Stage;
-use poolgrade::grader::report::{HumanReporter, JsonLinesReporter, Reporter, Tee};
-use poolgrade::grader::rubric::Rubric;
-use poolgrade::grader::runner::{self, Executor};
-use poolgrade::grader::sandbox::{self, enter, local, native, Backend};
+use grader::agent::{self, AgentOptions};
+use grader::batch::{self, BatchOutcome};
+use grader::checks;
+use grader::claims::{self, WorkDir};
+use grader::outcome::Stage;
+use grader::report::{HumanReporter, JsonLinesReporter, Reporter, Tee};
+use grader::rubric::Rubric;
+use grader::runner::{self, Executor};
+use grader::sandbox::{self, enter, local, native, Backend};
 
 const AFTER_HELP: &str = "\
 Exit codes:

@@ -1,4 +1,4 @@
-//! `primes`: the handout's Exercise 1 (see `poolgrade::primes`): primality tests of random
+//! `primes`: the handout's Exercise 1 (see `pools::primes`): primality tests of random
 //! integers in a pool, timed.
 
 use std::fs::File;
@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use poolgrade::primes::{self, Method, Row, Submit, SweepPlan, HIGH, LOW};
+use pools::primes::{self, Method, Row, Submit, SweepPlan, HIGH, LOW};
 use serde::Serialize;
 
 /// Tests the primality of random integers in [1000, 1000000] in a pool of workers and times it

@@ -1,5 +1,5 @@
 //! `timeclient`: the reference client of the handout's Exercise 2 and a load generator
-//! (see `poolgrade::client`).
+//! (see `timeserver::client`).
 
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args as ClapArgs, Parser, Subcommand};
-use poolgrade::client::{self, BenchConfig, ClientError};
+use timeserver::client::{self, BenchConfig, ClientError};
 
 /// Asks the time server for the date and time, or stops it. Without `--get` or `--stop`, shows
 /// the handout's menu (1: get the date/time, 2: stop the server).
@@ -34,7 +34,7 @@ struct Once {
     #[arg(long)]
     stop: bool,
     /// Send this pid instead of our own (replies come as type pid + 3).
-    #[arg(long, value_parser = clap::value_parser!(i64).range(1..=poolgrade::protocol::MAX_PID))]
+    #[arg(long, value_parser = clap::value_parser!(i64).range(1..=sysv_mq::protocol::MAX_PID))]
     pid: Option<i64>,
     #[command(flatten)]
     common: Common,
@@ -46,7 +46,7 @@ struct Common {
     #[arg(long, default_value = "5", value_parser = parse_timeout)]
     timeout: Duration,
     /// The queue key.
-    #[arg(long, default_value_t = poolgrade::protocol::DEFAULT_KEY, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = sysv_mq::protocol::DEFAULT_KEY, allow_negative_numbers = true)]
     key: i32,
 }
 

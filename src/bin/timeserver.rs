@@ -1,4 +1,4 @@
-//! `timeserver`: the reference time server of the handout's Exercise 2 (see `poolgrade::server`).
+//! `timeserver`: the reference time server of the handout's Exercise 2 (see `timeserver::server`).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
-use poolgrade::server::{Mode, Server, ServerConfig, StopOnSignals};
+use timeserver::server::{Mode, Server, ServerConfig, StopOnSignals};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum ModeArg {
@@ -42,7 +42,7 @@ struct Args {
     #[arg(long, env = "TIMESERVER_DELAY", default_value = "0", value_parser = parse_delay)]
     delay: Duration,
     /// The queue key.
-    #[arg(long, default_value_t = poolgrade::protocol::DEFAULT_KEY, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = sysv_mq::protocol::DEFAULT_KEY, allow_negative_numbers = true)]
     key: i32,
 }
 
@@ -117,8 +117,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     eprintln!(
         "timeserver: stopped ({}); served {} requests, skipped {} malformed, {} failed replies",
         match report.cause {
-            poolgrade::server::StopCause::StopMessage => "stop message",
-            poolgrade::server::StopCause::Requested => "signal",
+            timeserver::server::StopCause::StopMessage => "stop message",
+            timeserver::server::StopCause::Requested => "signal",
         },
         report.served,
         report.malformed,

@@ -7,7 +7,7 @@ use std::process::{Child, Command};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
-use poolgrade::mq::MessageQueue;
+use sysv_mq::MessageQueue;
 
 /// A queue key no other test of this run uses: distinct per process and per call, far from
 /// the handout's 666.
@@ -106,5 +106,5 @@ pub fn become_subreaper() {
 
 /// Every process whose parent chain reaches `root` (not `root` itself).
 pub fn descendants(root: u32) -> Vec<u32> {
-    poolgrade::grader::procfs::descendants(root)
+    grader::procfs::descendants(root)
 }

@@ -305,8 +305,8 @@ fn the_grader_image_holds_no_reference_server() {
 #[test]
 #[serial(docker)]
 fn the_agent_in_a_container_runs_servers_under_leased_uids_and_stops_them_whole() {
-    use poolgrade::grader::agent::AgentLauncher;
-    use poolgrade::grader::sut::{Exit, LaunchError, LaunchSpec, Launcher, Limits};
+    use grader::agent::AgentLauncher;
+    use grader::sut::{Exit, LaunchError, LaunchSpec, Launcher, Limits};
     use std::os::unix::fs::PermissionsExt;
 
     if !docker_available(

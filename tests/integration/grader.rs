@@ -62,14 +62,14 @@ fn expected(dirs: &[PathBuf]) -> Expected {
 /// of those, the ones running as a sandbox uid. Other graders on the machine are not seen.
 pub(crate) fn sandbox_processes() -> Vec<String> {
     crate::common::become_subreaper();
-    let range = poolgrade::grader::sandbox::uids::UidRange::for_sandboxes().expect("uid range");
+    let range = grader::sandbox::uids::UidRange::for_sandboxes().expect("uid range");
     let me = std::process::id();
     let mut out = Vec::new();
     for pid in crate::common::descendants(me) {
-        let Some([uid, ..]) = poolgrade::grader::sandbox::uids::uids_of(pid) else {
+        let Some([uid, ..]) = grader::sandbox::uids::uids_of(pid) else {
             continue;
         };
-        if range.contains(uid) && !poolgrade::grader::procfs::is_zombie(pid) {
+        if range.contains(uid) && !grader::procfs::is_zombie(pid) {
             let cmd = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             out.push(format!("{pid} uid {uid}: {}", cmd.replace('\0', " ")));
         }
@@ -286,7 +286,7 @@ fn corpus_grading_leaves_no_process_and_no_queue() {
     let _ = graded_corpus();
     // The grader returned: every sandbox is gone with it.
     assert_eq!(sandbox_processes(), Vec::<String>::new());
-    let leftovers: Vec<_> = poolgrade::mq::list_queues()
+    let leftovers: Vec<_> = sysv_mq::list_queues()
         .unwrap()
         .into_iter()
         .filter(|q| q.key == 666)

@@ -8,9 +8,9 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use poolgrade::mq::{MessageQueue, Selector, Wait};
-use poolgrade::protocol;
 use serial_test::serial;
+use sysv_mq::protocol;
+use sysv_mq::{MessageQueue, Selector, Wait};
 
 use crate::common::{self, ChildGuard, QueueGuard};
 

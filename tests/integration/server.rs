@@ -7,9 +7,9 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use poolgrade::client;
-use poolgrade::mq::{MessageQueue, Selector, Wait};
-use poolgrade::protocol;
+use sysv_mq::protocol;
+use sysv_mq::{MessageQueue, Selector, Wait};
+use timeserver::client;
 
 use crate::common::{self, ChildGuard, QueueGuard};
 

@@ -1,0 +1,304 @@
+//! Grading whole submission folders: turning a rubric into stage plans, grading many
+//! submissions at once through the runner, showing progress, and writing each submission's
+//! result files and the class gradebook.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use super::checks::CheckParams;
+#[cfg(test)]
+use super::outcome::CheckId;
+use super::outcome::{Event, Outcome, Stage, StageReport, Status};
+use super::report::{self, Gradebook, ReportError, Reporter};
+use super::rubric::Rubric;
+use super::runner::{self, Executor, StagePlan};
+use super::sut::LaunchSpec;
+
+/// The name a submission goes by in reports: its folder's name.
+pub fn submission_name(dir: &Path) -> String {
+    dir.canonicalize()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .or_else(|| dir.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| dir.display().to_string())
+}
+
+/// Check parameters for `stage` from the rubric.
+pub fn params_for(rubric: &Rubric, stage: Stage) -> CheckParams {
+    let p = &rubric.params;
+    let mut params = CheckParams::new(stage);
+    params.delay = p.delay.as_secs_f64();
+    params.workers = p.workers as usize;
+    params.clients = p.clients as usize;
+    params.start_timeout = p.start_timeout;
+    params.stop_timeout = p.stop_timeout;
+    params
+}
+
+/// The plan that grades `stage` of the submission in `dir` with the rubric's command;
+/// `hidden` lists the grader's own paths (rubric, results, the submissions' folder) that a
+/// sandbox must not show.
+pub fn plan_for(dir: &Path, stage: Stage, rubric: &Rubric, hidden: &[PathBuf]) -> StagePlan {
+    let mut spec = LaunchSpec::new(dir, rubric.command(stage).to_vec());
+    spec.limits = rubric.limits.clone();
+    spec.path = rubric.sandbox.path.clone();
+    spec.hidden = hidden.to_vec();
+    StagePlan {
+        submission: submission_name(dir),
+        stage,
+        spec,
+        params: params_for(rubric, stage),
+        checks: stage.checks().to_vec(),
+    }
+}
+
+/// A stage whose file the submission lacks: every check fails at once, saying so, and no
+/// server is started.
+pub fn missing_file_report(dir: &Path, stage: Stage, rubric: &Rubric) -> Option<StageReport> {
+    let file = &rubric.stage(stage).file;
+    if file.is_empty() || dir.join(file).is_file() {
+        return None;
+    }
+    let outcomes = stage
+        .checks()
+        .iter()
+        .map(|id| Outcome {
+            id: *id,
+            status: Status::Failed,
+            did: format!("looked for {file} in the submission"),
+            expected: format!("{file} exists (the stage {stage} server)"),
+            observed: format!("{file} is missing, so stage {stage} could not run"),
+            hint: Some(format!(
+                "name your stage {stage} server {file}, at the top of the submission folder"
+            )),
+            seconds: 0.0,
+            server_output: None,
+        })
+        .collect();
+    Some(StageReport {
+        submission: submission_name(dir),
+        stage,
+        command: rubric.command(stage).to_vec(),
+        outcomes,
+        seconds: 0.0,
+        isolation: String::new(),
+    })
+}
+
+/// Shows how far a batch is: a redrawn line on a terminal, plain lines otherwise.
+pub struct ProgressLine {
+    total: usize,
+    done: usize,
+    failed: usize,
+    began: Instant,
+    terminal: bool,
+}
+
+impl ProgressLine {
+    /// Progress over `total` stages, drawn on stderr.
+    pub fn new(total: usize) -> Self {
+        Self {
+            total,
+            done: 0,
+            failed: 0,
+            began: Instant::now(),
+            terminal: std::io::stderr().is_terminal(),
+        }
+    }
+}
+
+impl Reporter for ProgressLine {
+    fn on_event(&mut self, event: &Event) -> std::io::Result<()> {
+        let Event::StageFinished { report } = event else {
+            return Ok(());
+        };
+        self.done += 1;
+        if !report.all_passed() {
+            self.failed += 1;
+        }
+        let mut err = std::io::stderr().lock();
+        if self.terminal {
+            let width = 30;
+            let filled = width * self.done / self.total.max(1);
+            write!(
+                err,
+                "\r[{}{}] {}/{} stages, {} with failures, {:.0}s ",
+                "#".repeat(filled),
+                "-".repeat(width - filled),
+                self.done,
+                self.total,
+                self.failed,
+                self.began.elapsed().as_secs_f64()
+            )?;
+            if self.done == self.total {
+                writeln!(err)?;
+            }
+        } else {
+            writeln!(
+                err,
+                "[{}/{}] {} {}: {}/{} checks passed ({:.1}s)",
+                self.done,
+                self.total,
+                report.submission,
+                report.stage,
+                report.passed_count(),
+                report.outcomes.len(),
+                report.seconds
+            )?;
+        }
+        err.flush()
+    }
+}
+
+/// What a batch produced.
+#[derive(Debug, Default)]
+pub struct BatchOutcome {
+    /// Every enabled stage of every submission (missing files and ungradable stages
+    /// included), in submission then stage order.
+    pub reports: Vec<StageReport>,
+}
+
+impl BatchOutcome {
+    /// The exit code of the grading commands: 2 some check could not be graded, 1 a check
+    /// failed, 0 all passed.
+    pub fn exit_code(&self) -> u8 {
+        if self.reports.iter().any(StageReport::has_errors) {
+            2
+        } else if self.reports.iter().all(StageReport::all_passed) {
+            0
+        } else {
+            1
+        }
+    }
+}
+
+/// Sends a finished stage to `reporter` as if it had just run: `StageStarted`, one
+/// `CheckFinished` per outcome, `StageFinished`.
+pub fn replay(report: &StageReport, reporter: &mut dyn Reporter) {
+    let _ = reporter.on_event(&Event::StageStarted {
+        submission: report.submission.clone(),
+        stage: report.stage,
+        checks: report.outcomes.iter().map(|o| o.id).collect(),
+    });
+    for outcome in &report.outcomes {
+        let _ = reporter.on_event(&Event::CheckFinished {
+            submission: report.submission.clone(),
+            stage: report.stage,
+            outcome: outcome.clone(),
+        });
+    }
+    let _ = reporter.on_event(&Event::StageFinished {
+        report: report.clone(),
+    });
+}
+
+/// Grades every stage of every submission folder, streaming events to `reporter`. Every
+/// enabled stage of every submission gets a complete report, graded or not.
+pub fn grade(
+    submissions: &[PathBuf],
+    rubric: &Rubric,
+    hidden: &[PathBuf],
+    executor: &Executor,
+    reporter: &mut dyn Reporter,
+) -> BatchOutcome {
+    let mut plans = Vec::new();
+    let mut order: Vec<(usize, Stage)> = Vec::new();
+    let mut ready: Vec<(usize, StageReport)> = Vec::new();
+    for (n, dir) in submissions.iter().enumerate() {
+        for stage in rubric.enabled_stages() {
+            order.push((n, stage));
+            match missing_file_report(dir, stage, rubric) {
+                Some(report) => ready.push((n, report)),
+                None => plans.push((n, plan_for(dir, stage, rubric, hidden))),
+            }
+        }
+    }
+    for (_, report) in &ready {
+        replay(report, reporter);
+    }
+    let only_plans: Vec<StagePlan> = plans.iter().map(|(_, p)| p.clone()).collect();
+    let results = runner::run_plans(&only_plans, executor, &mut |e| {
+        let _ = reporter.on_event(e);
+    });
+    let mut graded: Vec<(usize, StageReport)> = ready;
+    graded.extend(plans.into_iter().map(|(n, _)| n).zip(results));
+    let mut out = BatchOutcome::default();
+    for (n, stage) in order {
+        if let Some(i) = graded.iter().position(|(m, r)| *m == n && r.stage == stage) {
+            out.reports.push(graded.swap_remove(i).1);
+        }
+    }
+    let _ = reporter.finish();
+    out
+}
+
+/// Writes `DIR/<submission>/{results.json, junit.xml, classroom.json, prairielearn.json}`
+/// for each submission and, for batches, `DIR/gradebook.csv`.
+pub fn write_results(
+    out_dir: &Path,
+    outcome: &BatchOutcome,
+    rubric: &Rubric,
+    per_submission_dirs: bool,
+) -> Result<(), ReportError> {
+    let mut names: Vec<&str> = outcome
+        .reports
+        .iter()
+        .map(|r| r.submission.as_str())
+        .collect();
+    names.dedup();
+    for name in &names {
+        let reports: Vec<StageReport> = outcome
+            .reports
+            .iter()
+            .filter(|r| r.submission == *name)
+            .cloned()
+            .collect();
+        let dir = if per_submission_dirs {
+            out_dir.join(name)
+        } else {
+            out_dir.to_path_buf()
+        };
+        report::write_gradescope(&dir.join("results.json"), &reports, rubric)?;
+        report::write_junit(&dir.join("junit.xml"), &reports)?;
+        report::write_classroom(&dir.join("classroom.json"), &reports, rubric)?;
+        report::write_prairielearn(&dir.join("prairielearn.json"), &reports, rubric)?;
+    }
+    if per_submission_dirs {
+        let mut book = Gradebook::new(rubric);
+        for r in &outcome.reports {
+            book.add_report(r);
+        }
+        book.write(&out_dir.join("gradebook.csv"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::fixtures::report;
+
+    #[test]
+    fn the_exit_code_says_errors_then_failures() {
+        let ok = report("alice", Stage::Pool, &[]);
+        let failed = report("bob", Stage::Pool, &[CheckId::Routing]);
+        let mut error = report("carol", Stage::Pool, &[]);
+        error.outcomes[0] = Outcome::error(CheckId::Starts, "the sandbox failed", 0.0);
+        let batch = |r: Vec<StageReport>| BatchOutcome { reports: r };
+        assert_eq!(batch(vec![ok.clone()]).exit_code(), 0);
+        assert_eq!(batch(vec![ok.clone(), failed.clone()]).exit_code(), 1);
+        assert_eq!(batch(vec![ok, failed, error]).exit_code(), 2);
+    }
+
+    #[test]
+    fn a_missing_file_fails_every_check_of_its_stage_without_a_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let rubric = Rubric::default();
+        let r = missing_file_report(dir.path(), Stage::Spawn, &rubric).expect("missing");
+        assert_eq!(r.outcomes.len(), Stage::Spawn.checks().len());
+        assert!(r.outcomes.iter().all(|o| o.status == Status::Failed));
+        std::fs::write(dir.path().join("server_spawn.py"), "").unwrap();
+        assert!(missing_file_report(dir.path(), Stage::Spawn, &rubric).is_none());
+    }
+}

@@ -1,0 +1,36 @@
+//! The black-box grader: it starts a server in a sandbox, talks to it over the message queue,
+//! watches its process through `/proc`, stops it, and turns what it saw into verdicts and
+//! reports. It knows servers only through the wire protocol (`sysv-mq`), never through the
+//! reference implementation.
+//!
+//! # Layout
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`sut`] | the system under test: how a server is described ([`sut::LaunchSpec`]), started and stopped |
+//! | [`sandbox`] | native isolation: private IPC/PID/network namespaces, limits, killing whole trees |
+//! | [`procfs`] | what `/proc` says about the server: its processes and live threads |
+//! | [`probe`] | the probing clients: synthetic pids, blocking receives, replies with timings |
+//! | [`outcome`] | what grading produces, as data: stages, check ids, outcomes, events |
+//! | [`checks`] | the check catalogue: one function per check id, each returning an outcome |
+//! | [`runner`] | runs a stage's checks, each against a fresh server, and emits events |
+//! | [`report`] | the human, JSON, Gradescope and JUnit reporters that consume those events |
+//! | [`rubric`] | the course's rubric (TOML): commands per stage, weights, visibility, parameters |
+//! | [`batch`] | grading many submission folders in parallel, with progress and a gradebook |
+//! | [`claims`] | sharing a batch between graders through a folder: claims, heartbeats, a collector |
+//! | [`agent`] | container mode: a server-side agent and the grader-side launcher that drives it |
+//! | [`text`] | untrusted text made safe to show: escapes, controls, bidi and zero-width characters |
+
+pub mod agent;
+pub mod batch;
+pub mod checks;
+pub mod claims;
+pub mod outcome;
+pub mod probe;
+pub mod procfs;
+pub mod report;
+pub mod rubric;
+pub mod runner;
+pub mod sandbox;
+pub mod sut;
+pub mod text;

@@ -1,0 +1,256 @@
+//! The probing clients: each waits for its reply the way a real client does (a thread
+//! already blocked in `msgrcv` on type pid+3 before the request leaves), with synthetic
+//! distinct pids, and reports what arrived and when. Waits always have deadlines; a thread
+//! still blocked when its probe gives up is abandoned and ends with the queue or the process.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+
+use sysv_mq::protocol;
+use sysv_mq::{Message, MessageQueue, MqError, Selector, Wait};
+
+/// What one client got.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Got {
+    /// A reply arrived after this long (measured from the request's send).
+    Reply {
+        /// The message.
+        message: Message,
+        /// Time from sending the request to receiving the reply.
+        latency: Duration,
+    },
+    /// Nothing arrived before the deadline.
+    Nothing,
+    /// The queue was removed under the client (the server's doing).
+    Removed,
+    /// The queue refused the request: full, or its limits shrunk (the server's doing).
+    Refused(String),
+    /// The client could not use the queue for a reason of the grader's own (permissions,
+    /// a signal): nothing is learnt about the server.
+    Fault(String),
+}
+
+impl Got {
+    /// What a failed send or receive means: a removed or full queue is the server's doing,
+    /// anything else the grader's.
+    pub fn from_error(e: &MqError) -> Got {
+        match e {
+            MqError::Removed => Got::Removed,
+            MqError::Full | MqError::TooBig { .. } => Got::Refused(e.to_string()),
+            other => Got::Fault(other.to_string()),
+        }
+    }
+}
+
+impl Got {
+    /// The reply, if one came.
+    pub fn reply(&self) -> Option<(&Message, Duration)> {
+        match self {
+            Got::Reply { message, latency } => Some((message, *latency)),
+            _ => None,
+        }
+    }
+}
+
+/// One client waiting for its reply.
+pub struct Pending {
+    /// The (synthetic) pid the client sent.
+    pub pid: i64,
+    sent_at: Instant,
+    rx: mpsc::Receiver<(std::result::Result<Message, MqError>, Instant)>,
+    got: Option<Got>,
+}
+
+impl Pending {
+    /// Waits until `deadline` for the reply; later calls return the same answer.
+    pub fn wait_until(&mut self, deadline: Instant) -> Got {
+        if let Some(got) = &self.got {
+            return got.clone();
+        }
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        match self.rx.recv_timeout(timeout) {
+            Ok((Ok(message), at)) => {
+                let got = Got::Reply {
+                    message,
+                    latency: at.saturating_duration_since(self.sent_at),
+                };
+                self.got = Some(got.clone());
+                got
+            }
+            Ok((Err(e), _)) => {
+                let got = Got::from_error(&e);
+                self.got = Some(got.clone());
+                got
+            }
+            Err(_) => Got::Nothing,
+        }
+    }
+}
+
+/// A source of distinct synthetic pids, starting at a random base so that no server can
+/// guess them, and far below [`protocol::MAX_PID`].
+#[derive(Debug)]
+pub struct Pids {
+    next: i64,
+}
+
+impl Pids {
+    /// A fresh source.
+    pub fn new() -> Self {
+        Self {
+            next: rand::thread_rng().gen_range(100_000..2_000_000) * 10,
+        }
+    }
+
+    /// The next pid.
+    pub fn take(&mut self) -> i64 {
+        self.next += 1;
+        self.next
+    }
+}
+
+impl Default for Pids {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Starts a thread blocked on `pid`'s reply type, and returns once the kernel shows it
+/// asleep in `msgrcv` (or after 5 s where `/proc` cannot tell).
+pub fn start_waiter(queue: MessageQueue, pid: i64) -> Pending {
+    let (tx, rx) = mpsc::channel();
+    let (tid_tx, tid_rx) = mpsc::channel();
+    let reply_type = protocol::reply_type(pid).unwrap_or(i64::MAX);
+    let done = Arc::new(AtomicBool::new(false));
+    let done_in_thread = done.clone();
+    std::thread::spawn(move || {
+        let _ = tid_tx.send(nix::unistd::gettid().as_raw() as u32);
+        let got = queue.receive_retrying(Selector::Exact(reply_type));
+        done_in_thread.store(true, Ordering::Release);
+        let _ = tx.send((got, Instant::now()));
+    });
+    if let Ok(tid) = tid_rx.recv_timeout(Duration::from_secs(5)) {
+        let me = std::process::id();
+        // Returns as soon as it is blocked; the long bound only matters on a starved machine,
+        // where sending before the client waits would leave its reply exposed in the queue.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        // A message already queued wakes it at once: then it is done, not blocked.
+        while !done.load(Ordering::Acquire)
+            && !super::procfs::blocked_in_msgrcv(me, tid)
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+    Pending {
+        pid,
+        sent_at: Instant::now(),
+        rx,
+        got: None,
+    }
+}
+
+/// Sends a request for `pid` after a waiter is blocked on its reply.
+pub fn request(queue: MessageQueue, pid: i64) -> std::result::Result<Pending, MqError> {
+    let mut pending = start_waiter(queue, pid);
+    pending.sent_at = Instant::now();
+    queue.send(
+        protocol::REQUEST_TYPE,
+        &protocol::request_body(pid),
+        Wait::NoWait,
+    )?;
+    Ok(pending)
+}
+
+/// Sends requests for `n` fresh pids, as close together as possible (all waiters are
+/// blocked first, then every request goes out).
+pub fn burst(
+    queue: MessageQueue,
+    pids: &mut Pids,
+    n: usize,
+) -> std::result::Result<Vec<Pending>, MqError> {
+    let mut pending: Vec<Pending> = (0..n).map(|_| start_waiter(queue, pids.take())).collect();
+    for p in &mut pending {
+        p.sent_at = Instant::now();
+        queue.send(
+            protocol::REQUEST_TYPE,
+            &protocol::request_body(p.pid),
+            Wait::NoWait,
+        )?;
+    }
+    Ok(pending)
+}
+
+/// Waits for every pending client until `deadline`.
+pub fn collect(pending: &mut [Pending], deadline: Instant) -> Vec<Got> {
+    pending.iter_mut().map(|p| p.wait_until(deadline)).collect()
+}
+
+/// Takes every message left in the queue (without waiting) and returns them.
+pub fn drain_queue(queue: MessageQueue) -> Vec<Message> {
+    let mut out = Vec::new();
+    while let Ok(m) = queue.receive_max(Selector::Any, 4096, Wait::NoWait) {
+        out.push(m);
+        if out.len() > 10_000 {
+            break;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sysv_mq::test_support::scratch;
+
+    /// An echo "server" on a thread: replies to each request with the given text.
+    fn echo(queue: MessageQueue, n: usize, text: &'static str) -> std::thread::JoinHandle<()> {
+        std::thread::spawn(move || {
+            for _ in 0..n {
+                let Ok(m) = queue.receive(Selector::Exact(1), Wait::Block) else {
+                    return;
+                };
+                let pid = protocol::parse_pid(&m.body).unwrap();
+                queue.send(pid + 3, text.as_bytes(), Wait::Block).unwrap();
+            }
+        })
+    }
+
+    #[test]
+    fn burst_clients_each_get_their_own_reply() {
+        let q = scratch();
+        let server = echo(q.0, 5, "hi");
+        let mut pids = Pids::new();
+        let mut pending = burst(q.0, &mut pids, 5).unwrap();
+        let got = collect(&mut pending, Instant::now() + Duration::from_secs(10));
+        server.join().unwrap();
+        for (p, g) in pending.iter().zip(&got) {
+            let (m, _) = g.reply().expect("a reply");
+            assert_eq!(m.mtype, p.pid + 3);
+            assert_eq!(m.body, b"hi");
+        }
+        assert!(drain_queue(q.0).is_empty());
+    }
+
+    #[test]
+    fn a_missing_reply_is_nothing_after_the_deadline() {
+        let q = scratch();
+        let mut p = request(q.0, 77).unwrap();
+        let got = p.wait_until(Instant::now() + Duration::from_millis(50));
+        assert_eq!(got, Got::Nothing);
+        // The request itself is still queued: nobody served it.
+        assert_eq!(drain_queue(q.0).len(), 1);
+    }
+
+    #[test]
+    fn pids_are_distinct_and_valid() {
+        let mut pids = Pids::new();
+        let a: Vec<i64> = (0..1000).map(|_| pids.take()).collect();
+        let set: std::collections::BTreeSet<_> = a.iter().collect();
+        assert_eq!(set.len(), a.len());
+        assert!(a.iter().all(|p| protocol::reply_type(*p).is_some()));
+    }
+}
