@@ -73,9 +73,9 @@ struct Cli {
     csv: Option<PathBuf>,
 }
 
-/// The JSON report of a single run.
+/// The JSON summary of a single run (`--json` without `--sweep`).
 #[derive(Serialize)]
-struct Report {
+struct RunSummary {
     count: usize,
     workers: usize,
     method: Method,
@@ -130,7 +130,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         let outcome = primes::run(inputs, workers, cli.method, cli.submit)?;
         let row = Row::single(count, workers, cli.method, cli.submit, &outcome);
         if cli.json {
-            let report = Report {
+            let summary = RunSummary {
                 count,
                 workers,
                 method: cli.method,
@@ -140,7 +140,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 seconds: row.seconds,
                 rate: row.rate,
             };
-            println!("{}", serde_json::to_string(&report)?);
+            println!("{}", serde_json::to_string(&summary)?);
         } else {
             let origin = match seed {
                 Some(seed) => format!("random in [{LOW}, {HIGH}], seed {seed}"),

@@ -108,7 +108,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         );
         let _ = out.flush();
     }
-    let report = server
+    let summary = server
         .run(|mtype, reason| {
             eprintln!("timeserver: skipped a malformed message of type {mtype}: {reason}");
         })
@@ -116,13 +116,13 @@ fn run(args: Args) -> anyhow::Result<()> {
     drop(signals);
     eprintln!(
         "timeserver: stopped ({}); served {} requests, skipped {} malformed, {} failed replies",
-        match report.cause {
+        match summary.cause {
             timeserver::server::StopCause::StopMessage => "stop message",
             timeserver::server::StopCause::Requested => "signal",
         },
-        report.served,
-        report.malformed,
-        report.failed_replies
+        summary.served,
+        summary.malformed,
+        summary.failed_replies
     );
     Ok(())
 }

@@ -185,7 +185,7 @@ impl ReceiveReply for MessageQueue {
     }
 }
 
-/// Parameters of [`bench`].
+/// Parameters of [`bench()`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BenchConfig {
     /// Concurrent client threads (1..=[`MAX_BENCH_CLIENTS`]).
@@ -197,7 +197,7 @@ pub struct BenchConfig {
     pub timeout: Duration,
 }
 
-/// The result of [`bench`], printed as one JSON object by `timeclient bench`.
+/// The result of [`bench()`], printed as one JSON object by `timeclient bench`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BenchReport {
     /// Client threads.
