@@ -90,25 +90,53 @@ impl Pending {
     }
 }
 
-/// A source of distinct synthetic pids, starting at a random base so that no server can
-/// guess them, and far below [`protocol::MAX_PID`].
+/// A source of synthetic pids a real client could have: random, distinct, and within the
+/// kernel's `pid_max` (read from `/proc/sys/kernel/pid_max`, the same for every PID namespace
+/// of the machine, so the server's too), above the few hundred pids a system takes at boot.
+/// A server that checks that a pid is a real one (`1 <= pid <= pid_max`) accepts them all.
 #[derive(Debug)]
 pub struct Pids {
-    next: i64,
+    max: i64,
+    used: std::collections::HashSet<i64>,
+}
+
+/// The lowest synthetic pid.
+pub const FIRST_PID: i64 = 300;
+
+/// The kernel's largest pid (`/proc/sys/kernel/pid_max`), or Linux's default where it cannot
+/// be read.
+pub fn pid_max() -> i64 {
+    std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .ok()
+        .and_then(|t| t.trim().parse::<i64>().ok())
+        .filter(|m| *m > FIRST_PID + 1000)
+        .unwrap_or(32_768)
+        .min(protocol::MAX_PID)
 }
 
 impl Pids {
     /// A fresh source.
     pub fn new() -> Self {
+        Self::up_to(pid_max())
+    }
+
+    /// A source drawing from `FIRST_PID..max`.
+    pub fn up_to(max: i64) -> Self {
         Self {
-            next: rand::thread_rng().gen_range(100_000..2_000_000) * 10,
+            max: max.max(FIRST_PID + 2),
+            used: std::collections::HashSet::new(),
         }
     }
 
-    /// The next pid.
+    /// The next pid: one not given before by this source.
     pub fn take(&mut self) -> i64 {
-        self.next += 1;
-        self.next
+        let mut rng = rand::thread_rng();
+        loop {
+            let pid = rng.gen_range(FIRST_PID..self.max);
+            if self.used.insert(pid) || self.used.len() as i64 >= self.max - FIRST_PID {
+                return pid;
+            }
+        }
     }
 }
 
@@ -246,11 +274,23 @@ mod tests {
     }
 
     #[test]
-    fn pids_are_distinct_and_valid() {
+    fn pids_are_distinct_random_and_real_looking() {
+        let max = pid_max();
         let mut pids = Pids::new();
         let a: Vec<i64> = (0..1000).map(|_| pids.take()).collect();
         let set: std::collections::BTreeSet<_> = a.iter().collect();
-        assert_eq!(set.len(), a.len());
+        assert_eq!(set.len(), a.len(), "distinct");
+        assert!(
+            a.iter().all(|p| (FIRST_PID..max).contains(p)),
+            "within pid_max {max}"
+        );
         assert!(a.iter().all(|p| protocol::reply_type(*p).is_some()));
+        // Not a run of consecutive numbers: a second source draws other pids.
+        let b: Vec<i64> = (0..20).map(|_| Pids::new().take()).collect();
+        assert!(b.windows(2).any(|w| w[0] != w[1]));
+        // A small range is used up without repeating until it must.
+        let mut small = Pids::up_to(FIRST_PID + 10);
+        let drawn: std::collections::BTreeSet<i64> = (0..10).map(|_| small.take()).collect();
+        assert_eq!(drawn.len(), 10);
     }
 }

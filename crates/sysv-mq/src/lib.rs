@@ -4,7 +4,8 @@
 //! | module | owns |
 //! |---|---|
 //! | `queue` (its items are re-exported here) | [`MessageQueue`]: `msgget`, `msgsnd`, `msgrcv`, `msgctl` with typed errors; listing and removing IPC objects |
-//! | [`protocol`] | the time server's messages: request, reply and stop, the reply type, date texts |
+//! | [`protocol`] | the time server's messages: request, reply and stop, the reply type |
+//! | [`date_text`] | recognising the current date and time anywhere in a reply's text |
 //!
 //! The wire format is the one of `msgsnd(2)`, byte for byte what Python's `sysv_ipc` sends and
 //! expects, so Rust and Python peers interoperate.
@@ -12,6 +13,7 @@
 #[allow(unsafe_code)]
 mod queue;
 
+pub mod date_text;
 pub mod protocol;
 
 pub use queue::*;

@@ -11,7 +11,7 @@
 //! covers every Linux pid (`pid_max` is at most 2^22). This module only turns bytes into
 //! meaning and back; the queue calls live in [`crate`].
 
-use chrono::{DateTime, Local, NaiveDateTime, TimeZone};
+use chrono::{DateTime, Local, TimeZone};
 
 /// The queue key of the handout.
 pub const DEFAULT_KEY: i32 = 666;
@@ -149,57 +149,12 @@ pub fn now_text() -> String {
     format_datetime(&Local::now())
 }
 
-/// Reads a reply text as a date and time, accepting the forms Python programs usually send:
-/// `time.ctime()`, `str(datetime.now())` (with or without microseconds), ISO 8601 with `T`
-/// and an optional offset or `Z`, `time.asctime()`, and `strftime("%d/%m/%Y %H:%M:%S")`.
-/// Offsets are dropped: the result is the wall-clock time the text shows.
-pub fn parse_datetime(text: &str) -> Option<NaiveDateTime> {
-    let t = text.trim().trim_end_matches('\0').trim();
-    if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
-        return Some(dt.naive_local());
-    }
-    const FORMATS: &[&str] = &[
-        "%a %b %e %H:%M:%S %Y",
-        "%a %b %d %H:%M:%S %Y",
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%d %H:%M:%S",
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M:%S",
-        "%Y-%m-%d %H:%M",
-        "%d/%m/%Y %H:%M:%S",
-        "%Y/%m/%d %H:%M:%S",
-        "%a, %d %b %Y %H:%M:%S",
-        "%A %d %B %Y %H:%M:%S",
-        "%c",
-    ];
-    let squeezed = t.split_whitespace().collect::<Vec<_>>().join(" ");
-    for candidate in [t, squeezed.as_str()] {
-        for f in FORMATS {
-            if let Ok(dt) = NaiveDateTime::parse_from_str(candidate, f) {
-                return Some(dt);
-            }
-        }
-        // Offsets written after the time, as in `2026-11-25 14:23:00+01:00`.
-        for f in ["%Y-%m-%d %H:%M:%S%.f%:z", "%Y-%m-%dT%H:%M:%S%.f%:z"] {
-            if let Ok(dt) = DateTime::parse_from_str(candidate, f) {
-                return Some(dt.naive_local());
-            }
-        }
-    }
-    None
-}
+pub use crate::date_text::{datetimes_in, Shown};
 
-/// Whether a reply text shows the current date and time: it parses, and lies within
-/// `tolerance_secs` of now in local time or in UTC (servers in containers often run in UTC).
+/// Whether a reply text shows the current date and time, anywhere in it and in any common
+/// layout (see [`crate::date_text`]), within `tolerance_secs` of now in local time or in UTC.
 pub fn is_current_datetime(text: &str, tolerance_secs: i64) -> bool {
-    let Some(shown) = parse_datetime(text) else {
-        return false;
-    };
-    let local = Local::now().naive_local();
-    let utc = chrono::Utc::now().naive_utc();
-    [local, utc]
-        .iter()
-        .any(|now| (shown - *now).num_seconds().abs() <= tolerance_secs)
+    crate::date_text::shows_now(text, tolerance_secs)
 }
 
 #[cfg(test)]
@@ -279,10 +234,10 @@ mod tests {
             "2026-11-25T14:23:00Z",
             "25/11/2026 14:23:00",
         ] {
-            assert!(parse_datetime(text).is_some(), "{text}");
+            assert!(!datetimes_in(text).is_empty(), "{text}");
         }
         for text in ["", "hello", "14:23", "2026-13-45 99:00:00"] {
-            assert!(parse_datetime(text).is_none(), "{text}");
+            assert!(datetimes_in(text).is_empty(), "{text}");
         }
     }
 

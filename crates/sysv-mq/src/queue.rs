@@ -138,6 +138,11 @@ pub struct QueueStats {
     pub last_send_pid: i32,
     /// Pid of the last receiver (0 if none).
     pub last_receive_pid: i32,
+    /// When a message was last sent (`msg_stime`, seconds since the epoch; 0 if never).
+    pub last_send_time: i64,
+    /// When a message was last taken (`msg_rtime`, seconds since the epoch; 0 if never). A
+    /// receive that finds nothing leaves it alone.
+    pub last_receive_time: i64,
     /// Owner uid of the queue.
     pub owner_uid: u32,
     /// Permission bits of the queue.
@@ -353,6 +358,8 @@ impl MessageQueue {
             max_bytes: ds.msg_qbytes as u64,
             last_send_pid: ds.msg_lspid,
             last_receive_pid: ds.msg_lrpid,
+            last_send_time: ds.msg_stime,
+            last_receive_time: ds.msg_rtime,
             owner_uid: ds.msg_perm.uid,
             mode: (ds.msg_perm.mode as u32) & 0o777,
         })
