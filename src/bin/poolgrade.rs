@@ -13,9 +13,10 @@ use grader::batch::{self, BatchOutcome};
 use grader::checks;
 use grader::claims::{self, WorkDir};
 use grader::outcome::Stage;
+use grader::params::MAX_COUNT;
 use grader::report::{HumanReporter, JsonLinesReporter, Reporter, Tee};
 use grader::rubric::Rubric;
-use grader::runner::{self, Executor};
+use grader::runner::{self, CheckRunner};
 use grader::sandbox::{self, enter, local, native, Backend};
 
 const AFTER_HELP: &str = "\
@@ -338,14 +339,14 @@ fn backend(common: &Common) -> Result<Backend> {
     })
 }
 
-/// The executor for these options; with the unprivileged backend, only once the rubric and
-/// the submissions are out of the servers' reach.
-fn executor(common: &Common, submissions: &[PathBuf]) -> Result<Executor> {
+/// The check runner for these options; with the unprivileged backend, only once the rubric
+/// and the submissions are out of the servers' reach.
+fn check_runner_for(common: &Common, submissions: &[PathBuf]) -> Result<CheckRunner> {
     let backend = backend(common)?;
     if backend == Backend::Unprivileged {
         local::check_exposure(common.rubric.as_deref(), submissions)?;
     }
-    Ok(Executor::new(sandbox::own_exe(), common.jobs, backend))
+    Ok(CheckRunner::new(sandbox::own_exe(), common.jobs, backend))
 }
 
 /// Fails early, with exit code 2, when a stage's program cannot be found on the sandbox's
@@ -427,6 +428,10 @@ fn check(
 ) -> Result<u8> {
     let mut rubric = load_rubric(&common.rubric)?;
     if let Some(w) = workers {
+        // The parameters reach each check with the rubric's range checks.
+        if w > MAX_COUNT {
+            bail!("--workers must be at most {MAX_COUNT}");
+        }
         rubric.params.workers = w;
     }
     if let Some(d) = delay {
@@ -441,12 +446,12 @@ fn check(
     if common.agent.is_none() {
         preflight(&rubric, &[(stage, command.clone())])?;
     }
-    let exec = executor(&common, std::slice::from_ref(&dir))?;
+    let check_runner = check_runner_for(&common, std::slice::from_ref(&dir))?;
     let hidden = hidden_paths(&common.rubric, &common.out, &[]);
     let mut plan = batch::plan_for(&dir, stage, &rubric, &hidden);
     plan.spec.command = command;
     let mut rep = reporter(common.format);
-    let report = runner::run_stage(&plan, &exec, &mut |e| {
+    let report = runner::run_stage(&plan, &check_runner, &mut |e| {
         let _ = rep.on_event(e);
     });
     let _ = rep.finish();
@@ -472,7 +477,7 @@ fn grade(
             .collect();
         preflight(&rubric, &commands)?;
     }
-    let exec = executor(&common, &folders)?;
+    let check_runner = check_runner_for(&common, &folders)?;
     // The agent leaves once its grader is gone: tell it this one is here.
     let _presence = common.agent.as_deref().map(agent::Presence::start);
     let out = common
@@ -483,7 +488,7 @@ fn grade(
     let stages = folders.len() * rubric.enabled_stages().len();
     let Some(dir) = work else {
         let mut rep = reporter(common.format).with(Box::new(batch::ProgressLine::new(stages)));
-        let outcome = batch::grade(&folders, &rubric, &hidden, &exec, &mut rep);
+        let outcome = batch::grade(&folders, &rubric, &hidden, &check_runner, &mut rep);
         return finish(&outcome, &rubric, &out, true);
     };
     let shared = WorkDir::open(&dir).with_context(|| format!("opening {}", dir.display()))?;
@@ -494,8 +499,16 @@ fn grade(
     let units = claims::units(&folders, &rubric);
     // A unit is one check, graded as a stage of one: progress counts units.
     let mut rep = reporter(common.format).with(Box::new(batch::ProgressLine::new(units.len())));
-    let graded = claims::work(&units, &shared, &name, &rubric, &hidden, &exec, &mut rep)
-        .with_context(|| format!("sharing the batch through {}", dir.display()))?;
+    let graded = claims::work(
+        &units,
+        &shared,
+        &name,
+        &rubric,
+        &hidden,
+        &check_runner,
+        &mut rep,
+    )
+    .with_context(|| format!("sharing the batch through {}", dir.display()))?;
     let _ = rep.finish();
     finish(&BatchOutcome { reports: graded }, &rubric, &None, true)
 }

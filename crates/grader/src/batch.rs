@@ -6,13 +6,12 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::checks::CheckParams;
 #[cfg(test)]
 use super::outcome::CheckId;
 use super::outcome::{Event, Outcome, Stage, StageReport, Status};
 use super::report::{self, Gradebook, ReportError, Reporter};
 use super::rubric::Rubric;
-use super::runner::{self, Executor, StagePlan};
+use super::runner::{self, CheckRunner, StagePlan};
 use super::sut::LaunchSpec;
 
 /// The name a submission goes by in reports: its folder's name.
@@ -22,18 +21,6 @@ pub fn submission_name(dir: &Path) -> String {
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .or_else(|| dir.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| dir.display().to_string())
-}
-
-/// Check parameters for `stage` from the rubric.
-pub fn params_for(rubric: &Rubric, stage: Stage) -> CheckParams {
-    let p = &rubric.params;
-    let mut params = CheckParams::new(stage);
-    params.delay = p.delay.as_secs_f64();
-    params.workers = p.workers as usize;
-    params.clients = p.clients as usize;
-    params.start_timeout = p.start_timeout;
-    params.stop_timeout = p.stop_timeout;
-    params
 }
 
 /// The plan that grades `stage` of the submission in `dir` with the rubric's command;
@@ -48,7 +35,7 @@ pub fn plan_for(dir: &Path, stage: Stage, rubric: &Rubric, hidden: &[PathBuf]) -
         submission: submission_name(dir),
         stage,
         spec,
-        params: params_for(rubric, stage),
+        params: rubric.params.clone(),
         checks: stage.checks().to_vec(),
     }
 }
@@ -199,7 +186,7 @@ pub fn grade(
     submissions: &[PathBuf],
     rubric: &Rubric,
     hidden: &[PathBuf],
-    executor: &Executor,
+    check_runner: &CheckRunner,
     reporter: &mut dyn Reporter,
 ) -> BatchOutcome {
     let mut plans = Vec::new();
@@ -218,7 +205,7 @@ pub fn grade(
         replay(report, reporter);
     }
     let only_plans: Vec<StagePlan> = plans.iter().map(|(_, p)| p.clone()).collect();
-    let results = runner::run_plans(&only_plans, executor, &mut |e| {
+    let results = runner::run_plans(&only_plans, check_runner, &mut |e| {
         let _ = reporter.on_event(e);
     });
     let mut graded: Vec<(usize, StageReport)> = ready;

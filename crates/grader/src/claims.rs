@@ -33,7 +33,7 @@ use super::batch::{self, BatchOutcome};
 use super::outcome::{CheckId, Outcome, Stage, StageReport};
 use super::report::Reporter;
 use super::rubric::Rubric;
-use super::runner::{self, Executor};
+use super::runner::{self, CheckRunner};
 
 /// How long a grader's heartbeat may be silent before its claimed unit is given up.
 pub const STALE_AFTER: Duration = Duration::from_secs(20);
@@ -304,7 +304,7 @@ pub fn work(
     worker: &str,
     rubric: &Rubric,
     hidden: &[PathBuf],
-    executor: &Executor,
+    check_runner: &CheckRunner,
     reporter: &mut dyn Reporter,
 ) -> io::Result<Vec<StageReport>> {
     let _beat = Heartbeat::start(work, worker);
@@ -322,7 +322,7 @@ pub fn work(
             None => {
                 let mut plan = batch::plan_for(&unit.dir, unit.stage, rubric, hidden);
                 plan.checks = vec![unit.check];
-                runner::run_stage(&plan, executor, &mut |e| {
+                runner::run_stage(&plan, check_runner, &mut |e| {
                     let _ = reporter.on_event(e);
                 })
             }

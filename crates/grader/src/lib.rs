@@ -12,7 +12,8 @@
 //! | [`procfs`] | what `/proc` says about the server: its processes and live threads |
 //! | [`probe`] | the probing clients: synthetic pids, blocking receives, replies with timings |
 //! | [`outcome`] | what grading produces, as data: stages, check ids, outcomes, events |
-//! | [`checks`] | the check catalogue: one function per check id, each returning an outcome |
+//! | [`params`] | the knobs of the checks ([`params::CheckParams`]), from the rubric down to each check |
+//! | [`checks`] | the check catalogue: one file per check id, each returning an outcome |
 //! | [`runner`] | runs a stage's checks, each against a fresh server, and emits events |
 //! | [`report`] | the human, JSON, Gradescope and JUnit reporters that consume those events |
 //! | [`rubric`] | the course's rubric (TOML): commands per stage, weights, visibility, parameters |
@@ -26,6 +27,7 @@ pub mod batch;
 pub mod checks;
 pub mod claims;
 pub mod outcome;
+pub mod params;
 pub mod probe;
 pub mod procfs;
 pub mod report;

@@ -1,5 +1,6 @@
 //! The course's rubric, read from TOML: the command that runs each stage, the parameters the
-//! checks use, the server's limits, and each check's weight and Gradescope visibility.
+//! checks use ([`CheckParams`]), the server's limits, and each check's weight and Gradescope
+//! visibility.
 //!
 //! Every field is optional; [`Rubric::default()`] is what an empty file gives and works for
 //! the bundled samples. `docs/rubric.example.toml` shows every field with its default:
@@ -31,22 +32,16 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize};
 use toml::Spanned;
 
 use super::outcome::{CheckId, Stage};
+use super::params::CheckParams;
 use super::sut::Limits;
 
 /// The placeholder in a stage's `command` that stands for its `file`.
 pub const FILE_PLACEHOLDER: &str = "{file}";
-
-/// Most concurrent clients or pool workers a rubric may ask for (a guard against typos).
-pub const MAX_COUNT: u32 = 1024;
-
-/// Longest duration, in seconds, a rubric parameter may have (a guard against typos).
-pub const MAX_SECONDS: f64 = 3600.0;
 
 /// Who sees a test's result on Gradescope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -133,81 +128,6 @@ fn place(path: &Option<PathBuf>, line: Option<usize>, column: Option<usize>) -> 
 
 fn known_ids() -> String {
     CheckId::ALL.map(CheckId::as_str).join(", ")
-}
-
-/// The parameters the checks use.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Params {
-    /// The work delay given to the server as `TIMESERVER_DELAY` for the delay-based checks
-    /// (concurrency, spawn, pool-bounded, pool-reuse, drain). Default 0.4 s; at most
-    /// [`MAX_SECONDS`].
-    #[serde(serialize_with = "ser_seconds", deserialize_with = "de_seconds")]
-    pub delay: Duration,
-    /// The pool size given to the server as `TIMESERVER_WORKERS`. Default 3; 1 to [`MAX_COUNT`].
-    #[serde(deserialize_with = "de_count")]
-    pub workers: u32,
-    /// Concurrent clients of the routing check. Default 24; 1 to [`MAX_COUNT`].
-    #[serde(deserialize_with = "de_count")]
-    pub clients: u32,
-    /// How long the server has to create its queue. Default 5 s; more than 0.
-    #[serde(
-        serialize_with = "ser_seconds",
-        deserialize_with = "de_positive_seconds"
-    )]
-    pub start_timeout: Duration,
-    /// How long the server has to exit after a stop message. Default 5 s; more than 0.
-    #[serde(
-        serialize_with = "ser_seconds",
-        deserialize_with = "de_positive_seconds"
-    )]
-    pub stop_timeout: Duration,
-}
-
-impl Default for Params {
-    fn default() -> Self {
-        Self {
-            delay: Duration::from_millis(400),
-            workers: 3,
-            clients: 24,
-            start_timeout: Duration::from_secs(5),
-            stop_timeout: Duration::from_secs(5),
-        }
-    }
-}
-
-fn ser_seconds<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(d.as_secs_f64())
-}
-
-fn seconds_in_range(secs: f64, allow_zero: bool) -> Result<Duration, String> {
-    if !secs.is_finite() || secs < 0.0 || (!allow_zero && secs == 0.0) || secs > MAX_SECONDS {
-        let low = if allow_zero { "0" } else { "more than 0" };
-        return Err(format!(
-            "{secs} is not a duration in seconds from {low} to {MAX_SECONDS}"
-        ));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
-fn de_seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    seconds_in_range(f64::deserialize(d)?, true).map_err(serde::de::Error::custom)
-}
-
-fn de_positive_seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    seconds_in_range(f64::deserialize(d)?, false).map_err(serde::de::Error::custom)
-}
-
-fn de_count<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-    let n = i64::deserialize(d)?;
-    if (1..=i64::from(MAX_COUNT)).contains(&n) {
-        // The range check makes the conversion lossless.
-        Ok(n as u32)
-    } else {
-        Err(serde::de::Error::custom(format!(
-            "{n} is out of range: expected 1 to {MAX_COUNT}"
-        )))
-    }
 }
 
 fn de_weight<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
@@ -303,8 +223,8 @@ impl Default for SandboxOptions {
 /// ([`FromStr`]) or [`Rubric::default`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Rubric {
-    /// Parameters of the checks.
-    pub params: Params,
+    /// Parameters of the checks (the `[params]` table).
+    pub params: CheckParams,
     /// Resource limits of the server.
     pub limits: Limits,
     /// Options of the Gradescope results as a whole.
@@ -318,7 +238,7 @@ pub struct Rubric {
 impl Default for Rubric {
     fn default() -> Self {
         Self {
-            params: Params::default(),
+            params: CheckParams::default(),
             limits: Limits::default(),
             gradescope: GradescopeOptions::default(),
             sandbox: SandboxOptions::default(),
@@ -530,7 +450,7 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 #[serde(deny_unknown_fields)]
 struct RawRubric {
     #[serde(default)]
-    params: Params,
+    params: CheckParams,
     #[serde(default = "default_limits")]
     limits: Spanned<Limits>,
     #[serde(default)]
@@ -572,6 +492,8 @@ struct RawCheck {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     const EXAMPLE: &str = include_str!("../../../docs/rubric.example.toml");

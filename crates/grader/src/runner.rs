@@ -20,13 +20,15 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::checks::{self, CheckParams};
+use super::checks;
 use super::outcome::{CheckId, Event, Outcome, Stage, StageReport};
+use super::params::CheckParams;
 use super::sandbox::cgroup::Cgroup;
 use super::sandbox::local::LocalLauncher;
 use super::sandbox::native::{self, NativeLauncher};
 use super::sandbox::{self, Backend, IsolationError, CHECK_SUBCOMMAND};
 use super::sut::{LaunchSpec, Launcher};
+use sysv_mq::protocol;
 
 /// What a `__check` child is asked to do (JSON on its stdin).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -35,7 +37,7 @@ pub struct CheckRequest {
     pub id: CheckId,
     /// The server.
     pub spec: LaunchSpec,
-    /// The check's parameters.
+    /// The check's parameters (the rubric's).
     pub params: CheckParams,
     /// How to isolate it.
     pub backend: Backend,
@@ -66,7 +68,7 @@ pub struct StagePlan {
     pub stage: Stage,
     /// The server to start for each check.
     pub spec: LaunchSpec,
-    /// Check parameters.
+    /// The checks' parameters (the rubric's).
     pub params: CheckParams,
     /// The checks to run, in report order.
     pub checks: Vec<CheckId>,
@@ -86,17 +88,18 @@ impl StagePlan {
     /// check has its own deadline, so this only catches a grader fault or a frozen machine.
     pub fn hard_deadline(&self) -> Duration {
         let p = &self.params;
-        let waves = (4 * p.workers.max(1)).max(p.clients) as f64;
+        let waves = f64::from((4 * p.workers.max(1)).max(p.clients));
         Duration::from_secs_f64(
             30.0 + 4.0 * (p.start_timeout.as_secs_f64() + p.stop_timeout.as_secs_f64())
-                + 3.0 * waves * p.delay,
+                + 3.0 * waves * p.delay.as_secs_f64(),
         )
     }
 }
 
-/// Where and how the checks run.
+/// Where and how the checks run: each in a `__check` child process, up to
+/// [`CheckRunner::jobs`] at once.
 #[derive(Debug, Clone)]
-pub struct Executor {
+pub struct CheckRunner {
     /// The `poolgrade` binary, re-run as `__check`.
     exe: PathBuf,
     /// Most checks at once.
@@ -105,7 +108,7 @@ pub struct Executor {
     backend: Backend,
 }
 
-impl Executor {
+impl CheckRunner {
     /// Runs checks with `backend`, `jobs` at once where the backend allows it (one at a time
     /// where checks share an IPC namespace).
     pub fn new(exe: PathBuf, jobs: usize, backend: Backend) -> Self {
@@ -232,6 +235,7 @@ pub fn check_main() -> i32 {
             launcher.as_ref(),
             &req.spec,
             &req.params,
+            protocol::DEFAULT_KEY,
             Some(&exe),
         );
         Ok(CheckReply::Outcome {
@@ -253,10 +257,10 @@ pub fn check_main() -> i32 {
 /// returns the report with outcomes in catalogue order.
 pub fn run_stage(
     plan: &StagePlan,
-    executor: &Executor,
+    check_runner: &CheckRunner,
     on_event: &mut dyn FnMut(&Event),
 ) -> StageReport {
-    run_plans(std::slice::from_ref(plan), executor, on_event)
+    run_plans(std::slice::from_ref(plan), check_runner, on_event)
         .pop()
         .expect("one report per plan")
 }
@@ -270,12 +274,12 @@ struct Progress {
 }
 
 /// Grades several stages at once: every check of every plan goes to one shared set of
-/// [`Executor::jobs`] slots (checks mostly wait on delays, so slots outnumber cores). Events
+/// [`CheckRunner::jobs`] slots (checks mostly wait on delays, so slots outnumber cores). Events
 /// come in the order things happen: a plan's `StageStarted` before its first check, its
 /// `StageFinished` after its last. Returns one complete report per plan, in the plans' order.
 pub fn run_plans(
     plans: &[StagePlan],
-    executor: &Executor,
+    check_runner: &CheckRunner,
     on_event: &mut dyn FnMut(&Event),
 ) -> Vec<StageReport> {
     let mut progress: Vec<Progress> = plans
@@ -341,12 +345,16 @@ pub fn run_plans(
     let mut next = 0;
     let mut running = 0;
     while next < todo.len() || running > 0 {
-        while running < executor.jobs && next < todo.len() {
+        while running < check_runner.jobs && next < todo.len() {
             let (k, i) = todo[next];
             next += 1;
             start_plan(k, &mut progress, on_event);
-            let req = plans[k].request(plans[k].checks[i], &executor.backend);
-            let (exe, tx, deadline) = (executor.exe.clone(), tx.clone(), plans[k].hard_deadline());
+            let req = plans[k].request(plans[k].checks[i], &check_runner.backend);
+            let (exe, tx, deadline) = (
+                check_runner.exe.clone(),
+                tx.clone(),
+                plans[k].hard_deadline(),
+            );
             std::thread::spawn(move || {
                 let _ = tx.send((k, i, run_isolated(&exe, &req, deadline)));
             });
@@ -388,4 +396,49 @@ pub fn run_plans(
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(params: CheckParams) -> StagePlan {
+        StagePlan {
+            submission: "alice".into(),
+            stage: Stage::Pool,
+            spec: LaunchSpec::new("/submissions/alice", vec!["python3".into()]),
+            params,
+            checks: Stage::Pool.checks().to_vec(),
+        }
+    }
+
+    #[test]
+    fn the_hard_deadline_grows_with_the_delay_and_the_clients() {
+        let base = CheckParams::default();
+        let deadline = |p: CheckParams| plan(p).hard_deadline();
+        let at_default = deadline(base.clone());
+        // 30 s + 4 × (5 s + 5 s) + 3 × max(4 × 3 workers, 24 clients) × 0.4 s.
+        assert_eq!(
+            at_default,
+            Duration::from_secs_f64(30.0 + 40.0 + 3.0 * 24.0 * 0.4)
+        );
+        let slower = deadline(CheckParams {
+            delay: Duration::from_secs(1),
+            ..base.clone()
+        });
+        let more_clients = deadline(CheckParams {
+            clients: 48,
+            ..base.clone()
+        });
+        assert!(slower > at_default, "{slower:?} vs {at_default:?}");
+        assert!(
+            more_clients > at_default,
+            "{more_clients:?} vs {at_default:?}"
+        );
+        let no_delay = deadline(CheckParams {
+            delay: Duration::ZERO,
+            ..base
+        });
+        assert_eq!(no_delay, Duration::from_secs(70));
+    }
 }

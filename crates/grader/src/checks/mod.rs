@@ -1,0 +1,314 @@
+//! The check catalogue: one file per check, each a function that starts a fresh server
+//! through a [`Launcher`], probes it over the queue and through `/proc`, stops it, and
+//! returns an [`Outcome`] that says what it did, what it expected, what it observed, and a
+//! hint. This module owns the dispatch by [`CheckId`] ([`run_check`]) and what every check
+//! shares to start and stop its server and to build its outcome; `support.rs` holds what
+//! they share to make sense of what they saw, and `client.rs` the real client process.
+//!
+//! Timing rules hold on a loaded machine: load only delays replies, so a check never
+//! passes because a reply came *early*, and every "fast enough" bound keeps a wide margin
+//! (at least one work delay plus a second and a half).
+//!
+//! Every check reads the same [`CheckParams`] (the rubric's `[params]`) and finds its
+//! server's queue under the key it is given: [`protocol::DEFAULT_KEY`] when grading.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::outcome::{CheckId, Outcome, Status};
+use super::params::CheckParams;
+use super::probe::{self, Pids};
+use super::sandbox::env::ServerParams;
+use super::sandbox::IsolationError;
+use super::sut::{Exit, LaunchError, LaunchSpec, Launcher, Sut};
+use sysv_mq::protocol;
+use sysv_mq::{self as mq, MessageQueue, Wait};
+
+/// Evaluates to the value of an `Ok`, or returns the `Err`'s outcome from the check: for the
+/// steps (starting the server, sending a burst) whose failure already decides the verdict.
+macro_rules! or_return {
+    ($step:expr) => {
+        match $step {
+            Ok(value) => value,
+            Err(outcome) => return *outcome,
+        }
+    };
+}
+
+mod client;
+mod support;
+
+mod cleanup;
+mod concurrency;
+mod drain;
+mod no_theft;
+mod pool_bounded;
+mod pool_reuse;
+mod reply;
+mod robustness;
+mod routing;
+mod spawn;
+mod starts;
+mod termination;
+
+#[cfg(test)]
+mod test_server;
+#[cfg(test)]
+mod tests;
+
+pub use client::{client_main, ClientReport, CLIENT_SUBCOMMAND};
+
+/// Runs check `id` against a fresh server described by `base`, whose queue has key `key`,
+/// and stops it. A check whose sandbox could not be set up comes back as
+/// [`Status::Error`]: nothing about the submission was learnt. `client_exe` is the program
+/// run as a real client process (`poolgrade __client`), or `None` for an in-process client.
+pub fn run_check(
+    id: CheckId,
+    launcher: &dyn Launcher,
+    base: &LaunchSpec,
+    p: &CheckParams,
+    key: i32,
+    client_exe: Option<&Path>,
+) -> Outcome {
+    let outcome = match id {
+        CheckId::Starts => starts::starts(launcher, base, p, key),
+        CheckId::Reply => reply::reply(launcher, base, p, key, client_exe),
+        CheckId::Routing => routing::routing(launcher, base, p, key),
+        CheckId::NoTheft => no_theft::no_theft(launcher, base, p, key),
+        CheckId::Concurrency => concurrency::concurrency(launcher, base, p, key),
+        CheckId::Spawn => spawn::spawn(launcher, base, p, key),
+        CheckId::PoolBounded => pool_bounded::pool_bounded(launcher, base, p, key),
+        CheckId::PoolReuse => pool_reuse::pool_reuse(launcher, base, p, key),
+        CheckId::Robustness => robustness::robustness(launcher, base, p, key),
+        CheckId::Termination => termination::termination(launcher, base, p, key),
+        CheckId::Drain => drain::drain(launcher, base, p, key),
+        CheckId::Cleanup => cleanup::cleanup(launcher, base, p, key),
+    };
+    launcher.sweep_queues();
+    outcome
+}
+
+/// Builds outcomes with the check's id and timing filled in.
+struct OutcomeBuilder {
+    id: CheckId,
+    began: Instant,
+    did: String,
+}
+
+impl OutcomeBuilder {
+    fn new(id: CheckId, did: impl Into<String>) -> Self {
+        Self {
+            id,
+            began: Instant::now(),
+            did: did.into(),
+        }
+    }
+
+    fn pass(&self, expected: impl Into<String>, observed: impl Into<String>) -> Outcome {
+        Outcome {
+            id: self.id,
+            status: Status::Passed,
+            did: self.did.clone(),
+            expected: expected.into(),
+            observed: observed.into(),
+            hint: None,
+            seconds: self.began.elapsed().as_secs_f64(),
+            server_output: None,
+        }
+    }
+
+    fn fail(
+        &self,
+        expected: impl Into<String>,
+        observed: impl Into<String>,
+        hint: impl Into<String>,
+        server: Option<&dyn Sut>,
+    ) -> Outcome {
+        Outcome {
+            id: self.id,
+            status: Status::Failed,
+            did: self.did.clone(),
+            expected: expected.into(),
+            observed: observed.into(),
+            hint: Some(hint.into()),
+            seconds: self.began.elapsed().as_secs_f64(),
+            server_output: server
+                .map(|s| s.output_tail())
+                .filter(|t| !t.trim().is_empty()),
+        }
+    }
+}
+
+impl OutcomeBuilder {
+    /// Starts a fresh server with this work delay; if it never comes up, the failed outcome.
+    fn start(
+        &self,
+        expected: &str,
+        launcher: &dyn Launcher,
+        base: &LaunchSpec,
+        p: &CheckParams,
+        key: i32,
+        delay: Duration,
+    ) -> Result<StartedServer, Box<Outcome>> {
+        start(launcher, base, p, key, delay)
+            .map(|(running, _)| running)
+            .map_err(|ns| Box::new(not_started(self, expected, ns)))
+    }
+
+    /// Sends a burst of `n` requests from fresh pids; if the queue refuses them, the failed
+    /// outcome.
+    fn burst(
+        &self,
+        expected: &str,
+        running: &StartedServer,
+        pids: &mut Pids,
+        n: usize,
+    ) -> Result<Vec<probe::Pending>, Box<Outcome>> {
+        probe::burst(running.queue, pids, n).map_err(|e| {
+            Box::new(self.fail(
+                expected,
+                format!("sending failed: {e}"),
+                "keep the queue open while serving",
+                Some(running.sut.as_ref()),
+            ))
+        })
+    }
+}
+
+/// A started server with its queue.
+struct StartedServer {
+    sut: Box<dyn Sut>,
+    queue: MessageQueue,
+}
+
+impl Drop for StartedServer {
+    fn drop(&mut self) {
+        self.sut.kill_all();
+    }
+}
+
+/// Why a server did not come up, as an observation and a hint; or the sandbox failed,
+/// which says nothing about the server.
+struct NotStarted {
+    observed: String,
+    hint: String,
+    sut: Option<Box<dyn Sut>>,
+    isolation: Option<IsolationError>,
+}
+
+/// `base` with the server told this work delay and the pool size: what the server's
+/// environment says ([`super::sandbox::env::server_env`] writes it from the spec).
+fn spec_with(base: &LaunchSpec, delay: Duration, workers: u32) -> LaunchSpec {
+    let mut spec = base.clone();
+    spec.server = ServerParams { delay, workers };
+    spec
+}
+
+/// Starts a server and waits for its queue. A server that exits first, or never creates the
+/// key, is reported with what the namespace shows instead.
+fn start(
+    launcher: &dyn Launcher,
+    base: &LaunchSpec,
+    p: &CheckParams,
+    key: i32,
+    delay: Duration,
+) -> Result<(StartedServer, Duration), NotStarted> {
+    let spec = spec_with(base, delay, p.workers);
+    let mut sut = launcher.launch(&spec).map_err(|e| NotStarted {
+        observed: format!("the server could not be started: {e}"),
+        hint: "check the file name and the command in the submission contract".into(),
+        sut: None,
+        isolation: match e {
+            LaunchError::Isolation(why) => Some(why),
+            _ => None,
+        },
+    })?;
+    // The server's time starts once it exists: the sandbox's own work (copying the
+    // submission, leasing a uid, an agent's round trip) is not the server's to pay for.
+    let began = Instant::now();
+    let deadline = began + p.start_timeout;
+    loop {
+        if let Ok(queue) = MessageQueue::open(key) {
+            return Ok((StartedServer { sut, queue }, began.elapsed()));
+        }
+        if let Some(exit) = sut.poll_exit() {
+            // It may have created the queue just before exiting.
+            if let Ok(queue) = MessageQueue::open(key) {
+                return Ok((StartedServer { sut, queue }, began.elapsed()));
+            }
+            return Err(NotStarted {
+                observed: format!("the server ended ({exit}) without creating queue {}", key),
+                hint: "run the server by hand and read its error (see the server output below)"
+                    .into(),
+                sut: Some(sut),
+                isolation: None,
+            });
+        }
+        if Instant::now() >= deadline {
+            let others: Vec<String> = mq::list_queues()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|q| q.key != key)
+                .map(|q| format!("{} (0x{:x})", q.key, q.key))
+                .collect();
+            let (observed, hint) = if others.is_empty() {
+                (
+                    format!(
+                        "no queue with key {} after {:.1} s, and no other queue either",
+                        key,
+                        p.start_timeout.as_secs_f64()
+                    ),
+                    format!(
+                        "create the queue first thing: sysv_ipc.MessageQueue({}, sysv_ipc.IPC_CREAT)",
+                        key
+                    ),
+                )
+            } else {
+                (
+                    format!(
+                        "no queue with key {} after {:.1} s, but a queue with key {} appeared",
+                        key,
+                        p.start_timeout.as_secs_f64(),
+                        others.join(", ")
+                    ),
+                    format!("the key must be {} (as in the handout's client)", key),
+                )
+            };
+            return Err(NotStarted {
+                observed,
+                hint,
+                sut: Some(sut),
+                isolation: None,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// The outcome of a check whose server never came up (an error if the sandbox failed).
+fn not_started(r: &OutcomeBuilder, expected: &str, ns: NotStarted) -> Outcome {
+    if let Some(why) = ns.isolation {
+        return Outcome::error(r.id, why.to_string(), r.began.elapsed().as_secs_f64());
+    }
+    let mut o = r.fail(
+        expected,
+        format!("{} (see the `starts` check)", ns.observed),
+        ns.hint,
+        ns.sut.as_deref(),
+    );
+    if let Some(mut sut) = ns.sut {
+        sut.kill_all();
+        o.server_output = Some(sut.output_tail()).filter(|t| !t.trim().is_empty());
+    }
+    o
+}
+
+/// Sends the stop message (type 2) and waits up to the stop timeout for the server to exit:
+/// how it ended, or `None` if it is still running.
+fn stop_and_wait(
+    running: &mut StartedServer,
+    p: &CheckParams,
+) -> Result<Option<Exit>, mq::MqError> {
+    running.queue.send(protocol::STOP_TYPE, b"", Wait::NoWait)?;
+    Ok(running.sut.wait_exit(p.stop_timeout))
+}

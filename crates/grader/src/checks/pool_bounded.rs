@@ -1,0 +1,73 @@
+//! `pool-bounded` (stage 2) shows the pool stays at `TIMESERVER_WORKERS` threads, in waves.
+
+use std::time::{Duration, Instant};
+
+use super::support::{faulted, idle_baseline, tally, waves_of};
+use super::OutcomeBuilder;
+use crate::outcome::{CheckId, Outcome};
+use crate::params::CheckParams;
+use crate::probe::{self, Pids};
+use crate::procfs::ThreadSampler;
+use crate::sut::{LaunchSpec, Launcher};
+
+pub(super) fn pool_bounded(
+    launcher: &dyn Launcher,
+    base: &LaunchSpec,
+    p: &CheckParams,
+    key: i32,
+) -> Outcome {
+    let w = p.workers as usize;
+    let n = 4 * w;
+    let d = p.delay.as_secs_f64();
+    let waves = waves_of(n, w);
+    let r = OutcomeBuilder::new(
+        CheckId::PoolBounded,
+        format!("{n} concurrent requests to a server with TIMESERVER_WORKERS={w} and TIMESERVER_DELAY={d}, counting its live threads in /proc"),
+    );
+    let late = Duration::from_secs_f64(waves as f64 * d + d + 1.5);
+    let expected = format!(
+        "live threads rise by at most {} over the idle count; at most {w} replies in the first wave (before {:.2} s); all {n} in {waves} waves (by {:.2} s)",
+        w + 1,
+        1.5 * d,
+        late.as_secs_f64()
+    );
+    let running = or_return!(r.start(&expected, launcher, base, p, key, p.delay));
+    let sampler = ThreadSampler::start(running.sut.processes(), Duration::from_millis(5));
+    let baseline = idle_baseline(&sampler);
+    sampler.reset();
+    let mut pids = Pids::new();
+    let mut pending = or_return!(r.burst(&expected, &running, &mut pids, n));
+    // Deadlines from the moment the requests are out: readying the clients can take long
+    // on a starved machine, and that time is not the server's.
+    let began = Instant::now();
+    let got = probe::collect(&mut pending, began + late + p.start_timeout);
+    if let Some(o) = faulted(&r, &got) {
+        return o;
+    }
+    sampler.wait_samples(2, Duration::from_secs(1));
+    let seen = sampler.snapshot();
+    let (served, lat) = tally(&got);
+    let rise = seen.peak.saturating_sub(baseline);
+    let first_wave = lat.iter().filter(|l| l.as_secs_f64() < 1.5 * d).count();
+    let total = lat.last().copied().unwrap_or_default();
+    let observed = format!(
+        "{baseline} thread(s) idle, peak {} under load (rise {rise}); {first_wave} replies in the first wave; {served} of {n} served, the last after {:.2} s",
+        seen.peak,
+        total.as_secs_f64()
+    );
+    let bounded = rise <= w + 1;
+    let in_waves = first_wave <= w && served == n && total <= late;
+    if bounded && in_waves {
+        return r.pass(expected, observed);
+    }
+    let hint = if !bounded {
+        format!("create the pool once, with TIMESERVER_WORKERS ({w}) workers, and submit requests to it: no new thread per request")
+    } else if first_wave > w {
+        format!("the pool serves more than TIMESERVER_WORKERS={w} requests at once: size it from the environment variable")
+    } else if served < n {
+        "some requests were never answered (see routing)".to_string()
+    } else {
+        format!("requests were served by fewer than {w} workers at a time: size the pool from TIMESERVER_WORKERS and sleep in the worker, not the main loop")
+    };
+    r.fail(expected, observed, hint, Some(running.sut.as_ref()))
+}

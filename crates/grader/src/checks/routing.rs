@@ -1,0 +1,69 @@
+//! `routing` shows many clients at once each get one reply, of their own type pid+3, only.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use super::support::{describe_strays, ended, faulted, tally, waves_of};
+use super::OutcomeBuilder;
+use crate::outcome::{CheckId, Outcome};
+use crate::params::CheckParams;
+use crate::probe::{self, Pids};
+use crate::sut::{LaunchSpec, Launcher};
+use sysv_mq::protocol;
+
+pub(super) fn routing(
+    launcher: &dyn Launcher,
+    base: &LaunchSpec,
+    p: &CheckParams,
+    key: i32,
+) -> Outcome {
+    let n = p.clients as usize;
+    let delay = p.delay.as_secs_f64() / 4.0;
+    let r = OutcomeBuilder::new(
+        CheckId::Routing,
+        format!("{n} clients with distinct pids sent requests at once (TIMESERVER_DELAY={delay})"),
+    );
+    let expected =
+        "each client gets exactly one reply, of its own type pid+3; nothing else left in the queue";
+    let server_delay = Duration::from_secs_f64(delay);
+    let mut running = or_return!(r.start(expected, launcher, base, p, key, server_delay));
+    let mut pids = Pids::new();
+    let mut pending = or_return!(r.burst(expected, &running, &mut pids, n));
+    let budget = Duration::from_secs_f64(waves_of(n, 1) as f64 * delay) + p.start_timeout;
+    let got = probe::collect(&mut pending, Instant::now() + budget);
+    if let Some(o) = faulted(&r, &got) {
+        return o;
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let stray = probe::drain_queue(running.queue);
+    let ours: BTreeSet<i64> = pending
+        .iter()
+        .map(|x| x.pid + protocol::REPLY_OFFSET)
+        .collect();
+    let duplicates = stray.iter().filter(|m| ours.contains(&m.mtype)).count();
+    let (served, _) = tally(&got);
+    let exit = running.sut.poll_exit();
+    if served == n && stray.is_empty() {
+        return r.pass(
+            expected,
+            format!("all {n} clients got their own reply; queue left empty"),
+        );
+    }
+    let mut observed = format!("{served} of {n} clients got a reply");
+    if duplicates > 0 {
+        observed.push_str(&format!(
+            "; {duplicates} extra repl(ies) to our clients were left in the queue (some clients got more than one, others none)"
+        ));
+    }
+    let others = stray.len() - duplicates;
+    if others > 0 {
+        observed.push_str(&format!("; {}", describe_strays(&stray, None)));
+    }
+    observed.push_str(&ended(exit));
+    let hint = if duplicates > 0 {
+        "each worker must use the pid of its own request: pass it as an argument to the thread or task, not through a shared variable"
+    } else {
+        "reply to every request with type int(pid) + 3, from the thread that serves it"
+    };
+    r.fail(expected, observed, hint, Some(running.sut.as_ref()))
+}

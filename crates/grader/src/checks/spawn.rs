@@ -1,0 +1,79 @@
+//! `spawn` (stage 1) shows each request gets a new thread: the live threads rise, and renew.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use super::support::{faulted, idle_baseline, missing_replies, tally};
+use super::OutcomeBuilder;
+use crate::outcome::{CheckId, Outcome};
+use crate::params::CheckParams;
+use crate::probe::{self, Pids};
+use crate::procfs::ThreadSampler;
+use crate::sut::{LaunchSpec, Launcher};
+
+pub(super) fn spawn(
+    launcher: &dyn Launcher,
+    base: &LaunchSpec,
+    p: &CheckParams,
+    key: i32,
+) -> Outcome {
+    let n = 2 * p.workers as usize + 2;
+    let d = p.delay.as_secs_f64();
+    let need = (3 * n).div_ceil(4);
+    let r = OutcomeBuilder::new(
+        CheckId::Spawn,
+        format!("two bursts of {n} concurrent requests (TIMESERVER_DELAY={d}), counting the server's live threads in /proc"),
+    );
+    let expected = format!(
+        "live threads rise by at least {need} under {n} concurrent requests, and the second burst is served by at least {need} new threads"
+    );
+    let mut running = or_return!(r.start(&expected, launcher, base, p, key, p.delay));
+    let sampler = ThreadSampler::start(running.sut.processes(), Duration::from_millis(5));
+    let baseline = idle_baseline(&sampler);
+    let mut pids = Pids::new();
+    let mut seen_before: BTreeSet<_> = sampler.snapshot().distinct;
+    let mut rises = Vec::new();
+    let mut fresh = Vec::new();
+    for _ in 0..2 {
+        sampler.reset();
+        let mut pending = or_return!(r.burst(&expected, &running, &mut pids, n));
+        // Deadlines from the moment the requests are out: readying the clients can take long
+        // on a starved machine, and that time is not the server's.
+        let began = Instant::now();
+        let got = probe::collect(
+            &mut pending,
+            began + Duration::from_secs_f64(n as f64 * d) + p.start_timeout,
+        );
+        if let Some(o) = faulted(&r, &got) {
+            return o;
+        }
+        sampler.wait_samples(2, Duration::from_secs(1));
+        let seen = sampler.snapshot();
+        let (served, _) = tally(&got);
+        if served < n {
+            let exit = running.sut.poll_exit();
+            return r.fail(
+                &expected,
+                missing_replies(served, n, exit),
+                "every request must be answered (see the routing and concurrency checks)",
+                Some(running.sut.as_ref()),
+            );
+        }
+        rises.push(seen.peak.saturating_sub(baseline));
+        fresh.push(seen.distinct.difference(&seen_before).count());
+        seen_before.extend(seen.distinct);
+    }
+    let observed = format!(
+        "{baseline} thread(s) when idle; under load the count rose by {} then {}; {} then {} new threads appeared",
+        rises[0], rises[1], fresh[0], fresh[1]
+    );
+    if rises.iter().all(|x| *x >= need) && fresh[1] >= need {
+        return r.pass(expected, observed);
+    }
+    let hint = if rises.iter().all(|x| *x >= need) {
+        "the second burst reused threads: stage 1 must start a new threading.Thread for every request (a pool belongs to stage 2)"
+    } else {
+        "start a new threading.Thread(target=..., args=(pid,)) for every request, and do the work (including the delay) in it"
+    };
+    r.fail(expected, observed, hint, Some(running.sut.as_ref()))
+}
