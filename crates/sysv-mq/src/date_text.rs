@@ -65,8 +65,19 @@ pub const LAYOUTS: &[&str] = &[
 
 /// Layouts of a date alone, for a date and a time written apart.
 const DATE_LAYOUTS: &[&str] = &[
-    "%Y-%m-%d", "%d/%m/%Y", "%m/%d/%Y", "%Y/%m/%d", "%d.%m.%Y", "%d-%m-%Y", "%d %B %Y",
-    "%d %b %Y", "%B %d, %Y", "%b %d, %Y", "%B %d %Y", "%b %d %Y", "%a %b %e %Y",
+    "%Y-%m-%d",
+    "%d/%m/%Y",
+    "%m/%d/%Y",
+    "%Y/%m/%d",
+    "%d.%m.%Y",
+    "%d-%m-%Y",
+    "%d %B %Y",
+    "%d %b %Y",
+    "%B %d, %Y",
+    "%b %d, %Y",
+    "%B %d %Y",
+    "%b %d %Y",
+    "%a %b %e %Y",
 ];
 
 /// Layouts of a time of day alone.
@@ -118,7 +129,10 @@ fn offset_at(rest: &str) -> Option<FixedOffset> {
         .collect();
     let (h, m) = match digits.len() {
         2 => (digits.parse::<i32>().ok()?, 0),
-        4 => (digits[..2].parse::<i32>().ok()?, digits[2..].parse::<i32>().ok()?),
+        4 => (
+            digits[..2].parse::<i32>().ok()?,
+            digits[2..].parse::<i32>().ok()?,
+        ),
         _ => return None,
     };
     if h > 23 || m > 59 {
@@ -207,7 +221,9 @@ pub fn shows_time(
 ) -> bool {
     let near = |a: NaiveDateTime, b: NaiveDateTime| (a - b).num_seconds().abs() <= tolerance_secs;
     datetimes_in(text).into_iter().any(|shown| match shown {
-        Shown::Instant(i) => (i.with_timezone(&Utc) - now_utc).num_seconds().abs() <= tolerance_secs,
+        Shown::Instant(i) => {
+            (i.with_timezone(&Utc) - now_utc).num_seconds().abs() <= tolerance_secs
+        }
         Shown::Wall(w) => near(w, now_local) || near(w, now_utc.naive_utc()),
     })
 }
@@ -278,6 +294,9 @@ mod tests {
     fn offsets_make_instants() {
         let found = datetimes_in("2026-11-29T18:38:04+01:00");
         assert!(matches!(found[0], Shown::Instant(i) if i.offset().local_minus_utc() == 3600));
-        assert!(matches!(datetimes_in("2026-11-29 18:38:04")[0], Shown::Wall(_)));
+        assert!(matches!(
+            datetimes_in("2026-11-29 18:38:04")[0],
+            Shown::Wall(_)
+        ));
     }
 }
