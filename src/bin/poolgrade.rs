@@ -14,7 +14,7 @@ use grader::checks;
 use grader::claims::{self, WorkDir};
 use grader::outcome::Stage;
 use grader::params::MAX_COUNT;
-use grader::report::{HumanReporter, JsonLinesReporter, Reporter, Tee};
+use grader::report::{self, HumanReporter, JsonLinesReporter, ProgressReporter, Reporter, Tee};
 use grader::rubric::Rubric;
 use grader::runner::{self, CheckRunner};
 use grader::sandbox::{self, enter, local, native, Backend};
@@ -384,7 +384,7 @@ fn finish(
     batch: bool,
 ) -> Result<u8> {
     if let Some(out) = out {
-        batch::write_results(out, outcome, rubric, batch)
+        report::write_results(out, &outcome.reports, rubric, batch)
             .with_context(|| format!("writing results under {}", out.display()))?;
     }
     for r in &outcome.reports {
@@ -487,7 +487,7 @@ fn grade(
     let hidden = hidden_paths(&common.rubric, &out, &folders);
     let stages = folders.len() * rubric.enabled_stages().len();
     let Some(dir) = work else {
-        let mut rep = reporter(common.format).with(Box::new(batch::ProgressLine::new(stages)));
+        let mut rep = reporter(common.format).with(Box::new(ProgressReporter::new(stages)));
         let outcome = batch::grade(&folders, &rubric, &hidden, &check_runner, &mut rep);
         return finish(&outcome, &rubric, &out, true);
     };
@@ -498,7 +498,7 @@ fn grade(
     });
     let units = claims::units(&folders, &rubric);
     // A unit is one check, graded as a stage of one: progress counts units.
-    let mut rep = reporter(common.format).with(Box::new(batch::ProgressLine::new(units.len())));
+    let mut rep = reporter(common.format).with(Box::new(ProgressReporter::new(units.len())));
     let graded = claims::work(
         &units,
         &shared,
@@ -570,8 +570,8 @@ fn collect(
     if let Some(f) = events_file {
         rep.push(Box::new(JsonLinesReporter::new(io::BufWriter::new(f))));
     }
-    for report in &outcome.reports {
-        batch::replay(report, &mut rep);
+    for event in outcome.reports.iter().flat_map(|r| r.events()) {
+        let _ = rep.on_event(&event);
     }
     let _ = rep.finish();
     drop(rep);

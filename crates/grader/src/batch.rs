@@ -1,15 +1,14 @@
-//! Grading whole submission folders: turning a rubric into stage plans, grading many
-//! submissions at once through the runner, showing progress, and writing each submission's
-//! result files and the class gradebook.
+//! Grading whole submission folders: turning a rubric into stage plans and grading many
+//! submissions at once through the runner. Its progress is a live reporter
+//! ([`crate::report::ProgressReporter`]); its result files and the class gradebook are
+//! written by [`crate::report::write_results`].
 
-use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 #[cfg(test)]
 use super::outcome::CheckId;
-use super::outcome::{Event, Outcome, Stage, StageReport, Status};
-use super::report::{self, Gradebook, ReportError, Reporter};
+use super::outcome::{Outcome, Stage, StageReport, Status};
+use super::report::Reporter;
 use super::rubric::Rubric;
 use super::runner::{self, CheckRunner, StagePlan};
 use super::sut::LaunchSpec;
@@ -73,71 +72,6 @@ pub fn missing_file_report(dir: &Path, stage: Stage, rubric: &Rubric) -> Option<
     })
 }
 
-/// Shows how far a batch is: a redrawn line on a terminal, plain lines otherwise.
-pub struct ProgressLine {
-    total: usize,
-    done: usize,
-    failed: usize,
-    began: Instant,
-    terminal: bool,
-}
-
-impl ProgressLine {
-    /// Progress over `total` stages, drawn on stderr.
-    pub fn new(total: usize) -> Self {
-        Self {
-            total,
-            done: 0,
-            failed: 0,
-            began: Instant::now(),
-            terminal: std::io::stderr().is_terminal(),
-        }
-    }
-}
-
-impl Reporter for ProgressLine {
-    fn on_event(&mut self, event: &Event) -> std::io::Result<()> {
-        let Event::StageFinished { report } = event else {
-            return Ok(());
-        };
-        self.done += 1;
-        if !report.all_passed() {
-            self.failed += 1;
-        }
-        let mut err = std::io::stderr().lock();
-        if self.terminal {
-            let width = 30;
-            let filled = width * self.done / self.total.max(1);
-            write!(
-                err,
-                "\r[{}{}] {}/{} stages, {} with failures, {:.0}s ",
-                "#".repeat(filled),
-                "-".repeat(width - filled),
-                self.done,
-                self.total,
-                self.failed,
-                self.began.elapsed().as_secs_f64()
-            )?;
-            if self.done == self.total {
-                writeln!(err)?;
-            }
-        } else {
-            writeln!(
-                err,
-                "[{}/{}] {} {}: {}/{} checks passed ({:.1}s)",
-                self.done,
-                self.total,
-                report.submission,
-                report.stage,
-                report.passed_count(),
-                report.outcomes.len(),
-                report.seconds
-            )?;
-        }
-        err.flush()
-    }
-}
-
 /// What a batch produced.
 #[derive(Debug, Default)]
 pub struct BatchOutcome {
@@ -158,26 +92,6 @@ impl BatchOutcome {
             1
         }
     }
-}
-
-/// Sends a finished stage to `reporter` as if it had just run: `StageStarted`, one
-/// `CheckFinished` per outcome, `StageFinished`.
-pub fn replay(report: &StageReport, reporter: &mut dyn Reporter) {
-    let _ = reporter.on_event(&Event::StageStarted {
-        submission: report.submission.clone(),
-        stage: report.stage,
-        checks: report.outcomes.iter().map(|o| o.id).collect(),
-    });
-    for outcome in &report.outcomes {
-        let _ = reporter.on_event(&Event::CheckFinished {
-            submission: report.submission.clone(),
-            stage: report.stage,
-            outcome: outcome.clone(),
-        });
-    }
-    let _ = reporter.on_event(&Event::StageFinished {
-        report: report.clone(),
-    });
 }
 
 /// Grades every stage of every submission folder, streaming events to `reporter`. Every
@@ -201,8 +115,8 @@ pub fn grade(
             }
         }
     }
-    for (_, report) in &ready {
-        replay(report, reporter);
+    for event in ready.iter().flat_map(|(_, report)| report.events()) {
+        let _ = reporter.on_event(&event);
     }
     let only_plans: Vec<StagePlan> = plans.iter().map(|(_, p)| p.clone()).collect();
     let results = runner::run_plans(&only_plans, check_runner, &mut |e| {
@@ -218,47 +132,6 @@ pub fn grade(
     }
     let _ = reporter.finish();
     out
-}
-
-/// Writes `DIR/<submission>/{results.json, junit.xml, classroom.json, prairielearn.json}`
-/// for each submission and, for batches, `DIR/gradebook.csv`.
-pub fn write_results(
-    out_dir: &Path,
-    outcome: &BatchOutcome,
-    rubric: &Rubric,
-    per_submission_dirs: bool,
-) -> Result<(), ReportError> {
-    let mut names: Vec<&str> = outcome
-        .reports
-        .iter()
-        .map(|r| r.submission.as_str())
-        .collect();
-    names.dedup();
-    for name in &names {
-        let reports: Vec<StageReport> = outcome
-            .reports
-            .iter()
-            .filter(|r| r.submission == *name)
-            .cloned()
-            .collect();
-        let dir = if per_submission_dirs {
-            out_dir.join(name)
-        } else {
-            out_dir.to_path_buf()
-        };
-        report::write_gradescope(&dir.join("results.json"), &reports, rubric)?;
-        report::write_junit(&dir.join("junit.xml"), &reports)?;
-        report::write_classroom(&dir.join("classroom.json"), &reports, rubric)?;
-        report::write_prairielearn(&dir.join("prairielearn.json"), &reports, rubric)?;
-    }
-    if per_submission_dirs {
-        let mut book = Gradebook::new(rubric);
-        for r in &outcome.reports {
-            book.add_report(r);
-        }
-        book.write(&out_dir.join("gradebook.csv"))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -316,7 +316,9 @@ pub fn work(
         let mut report = match batch::missing_file_report(&unit.dir, unit.stage, rubric) {
             Some(mut report) => {
                 report.outcomes.retain(|o| o.id == unit.check);
-                batch::replay(&report, reporter);
+                for event in report.events() {
+                    let _ = reporter.on_event(&event);
+                }
                 report
             }
             None => {

@@ -15,9 +15,9 @@
 //! | [`params`] | the knobs of the checks ([`params::CheckParams`]), from the rubric down to each check |
 //! | [`checks`] | the check catalogue: one file per check id, each returning an outcome |
 //! | [`runner`] | runs a stage's checks, each against a fresh server, and emits events |
-//! | [`report`] | the human, JSON, Gradescope and JUnit reporters that consume those events |
+//! | [`report`] | live reporters that consume those events (`live/`: human, JSON Lines, progress) and result writers that turn finished reports into files (`writers/`: Gradescope, JUnit, Classroom, PrairieLearn, gradebook) |
 //! | [`rubric`] | the course's rubric (TOML): commands per stage, weights, visibility, parameters |
-//! | [`batch`] | grading many submission folders in parallel, with progress and a gradebook |
+//! | [`batch`] | grading many submission folders in parallel: plans, missing files, the batch's outcome |
 //! | [`claims`] | sharing a batch between graders through a folder: claims, heartbeats, a collector |
 //! | [`agent`] | container mode: a server-side agent and the grader-side launcher that drives it |
 //! | [`text`] | untrusted text made safe to show: escapes, controls, bidi and zero-width characters |

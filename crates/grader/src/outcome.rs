@@ -329,6 +329,27 @@ impl StageReport {
     pub fn has_errors(&self) -> bool {
         self.outcomes.iter().any(Outcome::is_error)
     }
+
+    /// The stage as the events the runner would have emitted for it, in order:
+    /// `StageStarted` (with the check ids of the outcomes), one `CheckFinished` per outcome,
+    /// `StageFinished` (with this report). This is how a finished report is replayed to the
+    /// live reporters.
+    pub fn events(&self) -> impl Iterator<Item = Event> + '_ {
+        let started = Event::StageStarted {
+            submission: self.submission.clone(),
+            stage: self.stage,
+            checks: self.outcomes.iter().map(|o| o.id).collect(),
+        };
+        let checks = self.outcomes.iter().map(|o| Event::CheckFinished {
+            submission: self.submission.clone(),
+            stage: self.stage,
+            outcome: o.clone(),
+        });
+        let finished = std::iter::once_with(|| Event::StageFinished {
+            report: self.clone(),
+        });
+        std::iter::once(started).chain(checks).chain(finished)
+    }
 }
 
 /// What the runner tells the reporters, as grading goes (cargo-nextest style: the runner

@@ -1,10 +1,14 @@
-//! The reporters: consumers of the runner's [`Event`]s (human, JSON Lines, a collector; see
-//! [`Reporter`]) and writers of the grading platforms' result files from the final
-//! [`StageReport`]s and the [`Rubric`] (Gradescope, JUnit XML, GitHub Classroom, PrairieLearn,
-//! a CSV gradebook).
+//! Reporting grading: live reporters ([`live`]) consume the runner's
+//! [`Event`](crate::outcome::Event)s as grading
+//! goes (human, JSON Lines, the progress line of a batch, a collector; see [`Reporter`]);
+//! result writers ([`writers`]) turn the finished [`StageReport`]s and the [`Rubric`] into the
+//! grading platforms' files after grading (Gradescope, JUnit XML, GitHub Classroom,
+//! PrairieLearn, a CSV gradebook). This module keeps what both share: the scores, test names
+//! and feedback text, and re-exports both sides' public items.
 //!
 //! Like cargo-nextest, the runner only produces events; each reporter consumes them on its
 //! own, so a run can print for a human and stream JSON and write files at once ([`Tee`]).
+//! A finished report is replayed to live reporters as its events ([`StageReport::events`]).
 //!
 //! # Scores
 //!
@@ -26,256 +30,19 @@
 //! reporter, the JSON Lines stream included, gets cleaned text; the writers clean again
 //! ([`clean_text`] is idempotent) so a report built by hand is safe too.
 
-mod classroom;
-mod gradebook;
-mod gradescope;
-mod human;
-mod json;
-mod junit;
-mod prairielearn;
+pub mod live;
+pub mod writers;
 
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
-
-pub use classroom::{classroom_result, write_classroom, ClassroomResult, ClassroomTest};
-pub use gradebook::{write_gradebook, Gradebook};
-pub use gradescope::{gradescope_results, write_gradescope, GradescopeResults, GradescopeTest};
-pub use human::HumanReporter;
-pub use json::JsonLinesReporter;
-pub use junit::{junit_xml, write_junit};
-pub use prairielearn::{
-    prairielearn_results, write_prairielearn, PrairieLearnResults, PrairieLearnTest,
+pub use live::{Collector, HumanReporter, JsonLinesReporter, ProgressReporter, Reporter, Tee};
+pub use writers::{
+    classroom_result, gradescope_results, junit_xml, prairielearn_results, write_classroom,
+    write_gradebook, write_gradescope, write_junit, write_prairielearn, write_results,
+    ClassroomResult, ClassroomTest, Gradebook, GradescopeResults, GradescopeTest,
+    PrairieLearnResults, PrairieLearnTest, ReportError,
 };
 
-use super::outcome::{Event, Outcome, Stage, StageReport};
-use super::rubric::Rubric;
-
-/// A consumer of the runner's events.
-///
-/// The runner calls [`Reporter::on_event`] for every event in order, then
-/// [`Reporter::finish`] once at the end. An error stops that reporter only: the runner decides
-/// whether to go on.
-pub trait Reporter {
-    /// Takes one event.
-    fn on_event(&mut self, event: &Event) -> io::Result<()>;
-
-    /// Ends the run: prints what is left and flushes.
-    fn finish(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<R: Reporter + ?Sized> Reporter for &mut R {
-    fn on_event(&mut self, event: &Event) -> io::Result<()> {
-        (**self).on_event(event)
-    }
-    fn finish(&mut self) -> io::Result<()> {
-        (**self).finish()
-    }
-}
-
-impl<R: Reporter + ?Sized> Reporter for Box<R> {
-    fn on_event(&mut self, event: &Event) -> io::Result<()> {
-        (**self).on_event(event)
-    }
-    fn finish(&mut self) -> io::Result<()> {
-        (**self).finish()
-    }
-}
-
-/// Sends every event to several reporters, in order. Each reporter gets every event even when
-/// an earlier one fails; the first error is returned.
-#[derive(Default)]
-pub struct Tee {
-    reporters: Vec<Box<dyn Reporter + Send>>,
-}
-
-impl Tee {
-    /// A tee with no reporter yet.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Adds a reporter.
-    pub fn push(&mut self, reporter: Box<dyn Reporter + Send>) {
-        self.reporters.push(reporter);
-    }
-
-    /// Adds a reporter, builder style.
-    pub fn with(mut self, reporter: Box<dyn Reporter + Send>) -> Self {
-        self.push(reporter);
-        self
-    }
-
-    fn each(&mut self, mut f: impl FnMut(&mut dyn Reporter) -> io::Result<()>) -> io::Result<()> {
-        let mut first = Ok(());
-        for r in &mut self.reporters {
-            let result = f(r.as_mut());
-            if first.is_ok() {
-                first = result;
-            }
-        }
-        first
-    }
-}
-
-impl Reporter for Tee {
-    fn on_event(&mut self, event: &Event) -> io::Result<()> {
-        self.each(|r| r.on_event(event))
-    }
-    fn finish(&mut self) -> io::Result<()> {
-        self.each(|r| r.finish())
-    }
-}
-
-/// Keeps the [`StageReport`] of every `StageFinished` event, for the file writers.
-#[derive(Debug, Default, Clone)]
-pub struct Collector {
-    reports: Vec<StageReport>,
-}
-
-impl Collector {
-    /// An empty collector.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The stage reports so far, in the order their stages finished.
-    pub fn reports(&self) -> &[StageReport] {
-        &self.reports
-    }
-
-    /// The stage reports, in the order their stages finished.
-    pub fn into_reports(self) -> Vec<StageReport> {
-        self.reports
-    }
-}
-
-impl Reporter for Collector {
-    fn on_event(&mut self, event: &Event) -> io::Result<()> {
-        if let Event::StageFinished { report } = event {
-            self.reports.push(report.clone());
-        }
-        Ok(())
-    }
-}
-
-/// Why a result file could not be written.
-#[derive(Debug, thiserror::Error)]
-pub enum ReportError {
-    /// The folder of the file could not be created.
-    #[error("cannot create folder {}: {source}", path.display())]
-    CreateDir {
-        /// The folder.
-        path: PathBuf,
-        /// What the system said.
-        source: io::Error,
-    },
-    /// The file could not be written.
-    #[error("cannot write {}: {source}", path.display())]
-    Write {
-        /// The file.
-        path: PathBuf,
-        /// What the system said.
-        source: io::Error,
-    },
-    /// The results could not be encoded as JSON.
-    #[error("cannot encode {}: {source}", path.display())]
-    Encode {
-        /// The file.
-        path: PathBuf,
-        /// What serde_json said.
-        source: serde_json::Error,
-    },
-    /// The format holds one submission's results but the reports are of several.
-    #[error(
-        "{} holds one submission's results, but the reports are of {}: {}",
-        path.display(),
-        submissions.len(),
-        submissions.join(", ")
-    )]
-    SeveralSubmissions {
-        /// The file.
-        path: PathBuf,
-        /// The submissions found.
-        submissions: Vec<String>,
-    },
-}
-
-/// Writes `contents` to `path`: creates the parent folders, writes a temporary file beside it
-/// and renames it over `path`, so a reader never sees half a file.
-pub(crate) fn write_file(path: &Path, contents: &[u8]) -> Result<(), ReportError> {
-    let write_err = |source| ReportError::Write {
-        path: path.to_owned(),
-        source,
-    };
-    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
-    if let Some(dir) = parent {
-        std::fs::create_dir_all(dir).map_err(|source| ReportError::CreateDir {
-            path: dir.to_owned(),
-            source,
-        })?;
-    }
-    let name = path.file_name().ok_or_else(|| {
-        write_err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "the path names no file",
-        ))
-    })?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tmp{}", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
-    let result = std::fs::File::create(&tmp)
-        .and_then(|mut f| {
-            f.write_all(contents)?;
-            f.flush()
-        })
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if let Err(e) = result {
-        // Best effort: the temporary file may not even exist.
-        let _ = std::fs::remove_file(&tmp);
-        return Err(write_err(e));
-    }
-    Ok(())
-}
-
-/// Encodes `value` as pretty JSON and writes it to `path` with [`write_file`].
-pub(crate) fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), ReportError> {
-    let mut text = serde_json::to_vec_pretty(value).map_err(|source| ReportError::Encode {
-        path: path.to_owned(),
-        source,
-    })?;
-    text.push(b'\n');
-    write_file(path, &text)
-}
-
-/// The one submission the reports are of (`None` when there are no reports), or
-/// [`ReportError::SeveralSubmissions`].
-pub(crate) fn single_submission<'a>(
-    path: &Path,
-    reports: &'a [StageReport],
-) -> Result<Option<&'a str>, ReportError> {
-    let names = submissions(reports);
-    if names.len() > 1 {
-        return Err(ReportError::SeveralSubmissions {
-            path: path.to_owned(),
-            submissions: names.into_iter().map(str::to_owned).collect(),
-        });
-    }
-    Ok(names.first().copied())
-}
-
-/// The submissions of `reports`, each once, in order of first appearance.
-pub(crate) fn submissions(reports: &[StageReport]) -> Vec<&str> {
-    let mut names: Vec<&str> = Vec::new();
-    for r in reports {
-        if !names.contains(&r.submission.as_str()) {
-            names.push(&r.submission);
-        }
-    }
-    names
-}
+use crate::outcome::{Outcome, Stage, StageReport};
+use crate::rubric::Rubric;
 
 /// Points `outcome` earns: its weight if it passed, else 0 (failed, or could not be graded).
 pub fn points(outcome: &Outcome, rubric: &Rubric) -> f64 {
@@ -499,55 +266,6 @@ mod tests {
     use crate::outcome::CheckId;
 
     #[test]
-    fn collector_keeps_finished_stage_reports_in_order() {
-        let reports = several_submissions();
-        let mut collector = Collector::new();
-        for r in &reports {
-            collector
-                .on_event(&Event::StageStarted {
-                    submission: r.submission.clone(),
-                    stage: r.stage,
-                    checks: r.stage.checks().to_vec(),
-                })
-                .expect("collect");
-            collector
-                .on_event(&Event::StageFinished { report: r.clone() })
-                .expect("collect");
-        }
-        assert_eq!(collector.into_reports(), reports);
-    }
-
-    #[test]
-    fn tee_gives_every_event_to_every_reporter() {
-        struct Failing;
-        impl Reporter for Failing {
-            fn on_event(&mut self, _: &Event) -> io::Result<()> {
-                Err(io::Error::other("broken pipe"))
-            }
-        }
-        let shared = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Event>::new()));
-        struct Shared(std::sync::Arc<std::sync::Mutex<Vec<Event>>>);
-        impl Reporter for Shared {
-            fn on_event(&mut self, e: &Event) -> io::Result<()> {
-                self.0
-                    .lock()
-                    .map_err(|_| io::Error::other("poisoned"))?
-                    .push(e.clone());
-                Ok(())
-            }
-        }
-        let mut tee = Tee::new()
-            .with(Box::new(Failing))
-            .with(Box::new(Shared(shared.clone())));
-        let report = report("alice", Stage::Spawn, &[]);
-        let event = Event::StageFinished { report };
-        let err = tee.on_event(&event).expect_err("the first reporter fails");
-        assert_eq!(err.to_string(), "broken pipe");
-        tee.finish().expect("finish");
-        assert_eq!(*shared.lock().expect("lock"), vec![event]);
-    }
-
-    #[test]
     fn scores_sum_the_weights_of_passed_checks() {
         let rubric = rubric();
         for r in several_submissions() {
@@ -593,34 +311,5 @@ mod tests {
             "spawn: 9/10 checks passed, 9/10 points\n\
              pool: 9/11 checks passed, 2 could not be graded, 10/13 points"
         );
-    }
-
-    #[test]
-    fn write_file_creates_parents_and_leaves_no_temporary() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("a/b/c/out.txt");
-        write_file(&path, b"one").expect("write");
-        write_file(&path, b"two").expect("overwrite");
-        assert_eq!(std::fs::read_to_string(&path).expect("read"), "two");
-        let names: Vec<_> = std::fs::read_dir(path.parent().expect("parent"))
-            .expect("list")
-            .map(|e| e.expect("entry").file_name())
-            .collect();
-        assert_eq!(names, vec![std::ffi::OsString::from("out.txt")]);
-    }
-
-    #[test]
-    fn write_errors_name_the_path() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let file = dir.path().join("plain");
-        std::fs::write(&file, "x").expect("write");
-        // A folder cannot be made under a plain file.
-        let path = file.join("sub/out.json");
-        let err = write_file(&path, b"{}").expect_err("parent is a file");
-        assert!(matches!(&err, ReportError::CreateDir { path: p, .. } if p == &file.join("sub")));
-        assert!(err.to_string().contains("plain"), "{err}");
-        // Nor a file where a folder is.
-        let err = write_file(dir.path(), b"{}").expect_err("path is a folder");
-        assert!(matches!(&err, ReportError::Write { .. }), "{err:?}");
     }
 }

@@ -27,8 +27,9 @@
 
 use std::io::{self, IsTerminal, Write};
 
-use super::{clean_text, error_count, feedback_text, Reporter};
+use super::Reporter;
 use crate::outcome::{CheckId, Event, Outcome, Stage, StageReport, Status};
+use crate::report::{clean_text, error_count, feedback_text};
 
 const GREEN: &str = "\u{1b}[32m";
 const RED: &str = "\u{1b}[31m";
@@ -226,26 +227,9 @@ impl<W: Write> Reporter for HumanReporter<W> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixtures::*;
-    use super::super::ERROR_HEADLINE;
     use super::*;
-
-    fn events_of(report: &StageReport) -> Vec<Event> {
-        let mut events = vec![Event::StageStarted {
-            submission: report.submission.clone(),
-            stage: report.stage,
-            checks: report.stage.checks().to_vec(),
-        }];
-        events.extend(report.outcomes.iter().map(|o| Event::CheckFinished {
-            submission: report.submission.clone(),
-            stage: report.stage,
-            outcome: o.clone(),
-        }));
-        events.push(Event::StageFinished {
-            report: report.clone(),
-        });
-        events
-    }
+    use crate::report::fixtures::*;
+    use crate::report::ERROR_HEADLINE;
 
     fn render(events: &[Event], color: bool) -> String {
         let mut reporter = HumanReporter::new(Vec::new(), color);
@@ -303,7 +287,7 @@ mod tests {
     #[test]
     fn plain_output_lists_every_check_with_feedback_under_failures() {
         let reports = one_submission();
-        let events: Vec<Event> = reports.iter().flat_map(events_of).collect();
+        let events: Vec<Event> = reports.iter().flat_map(StageReport::events).collect();
         let text = render(&events, false);
         assert!(!text.contains('\u{1b}') && !text.contains('\0'), "{text:?}");
         let lines: Vec<&str> = text.lines().collect();
@@ -317,7 +301,7 @@ mod tests {
     #[test]
     fn colour_marks_and_nothing_from_the_server_reaches_the_terminal() {
         let reports = one_submission();
-        let events: Vec<Event> = reports.iter().flat_map(events_of).collect();
+        let events: Vec<Event> = reports.iter().flat_map(StageReport::events).collect();
         let text = render(&events, true);
         let passed = reports.iter().map(StageReport::passed_count).sum::<usize>();
         let failed = reports.iter().map(|r| r.outcomes.len()).sum::<usize>() - passed;
@@ -335,7 +319,7 @@ mod tests {
             report_with_errors("alice", Stage::Pool, &[CheckId::Drain, CheckId::Cleanup]),
             ungradable("bob", Stage::Pool),
         ];
-        let events: Vec<Event> = reports.iter().flat_map(events_of).collect();
+        let events: Vec<Event> = reports.iter().flat_map(StageReport::events).collect();
         let text = render(&events, false);
         let lines: Vec<&str> = text.lines().collect();
         let mut at = 0;
@@ -367,7 +351,7 @@ mod tests {
             Stage::Pool,
             &[CheckId::Drain, CheckId::Cleanup],
         )];
-        let events: Vec<Event> = reports.iter().flat_map(events_of).collect();
+        let events: Vec<Event> = reports.iter().flat_map(StageReport::events).collect();
         let text = render(&events, true);
         assert_eq!(text.matches(&format!("{YELLOW}!{RESET}")).count(), 2);
         assert_eq!(text.matches(&format!("{GREEN}✓{RESET}")).count(), 9);
@@ -388,7 +372,7 @@ mod tests {
     #[test]
     fn interleaved_stages_are_printed_as_whole_blocks() {
         let reports = several_submissions();
-        let streams: Vec<Vec<Event>> = reports.iter().map(events_of).collect();
+        let streams: Vec<Vec<Event>> = reports.iter().map(|r| r.events().collect()).collect();
         // Round-robin the event streams, as a parallel batch would.
         let longest = streams.iter().map(Vec::len).max().unwrap_or(0);
         let mut events = Vec::new();

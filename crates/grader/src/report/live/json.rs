@@ -39,26 +39,14 @@ impl<W: Write> Reporter for JsonLinesReporter<W> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixtures::*;
     use super::*;
     use crate::outcome::{CheckId, Stage, StageReport};
+    use crate::report::fixtures::*;
 
     #[test]
     fn one_event_per_line_that_parses_back_to_the_same_event() {
         let report = report("alice", Stage::Spawn, &[CheckId::Routing]);
-        let mut events = vec![Event::StageStarted {
-            submission: report.submission.clone(),
-            stage: report.stage,
-            checks: report.stage.checks().to_vec(),
-        }];
-        events.extend(report.outcomes.iter().map(|o| Event::CheckFinished {
-            submission: report.submission.clone(),
-            stage: report.stage,
-            outcome: o.clone(),
-        }));
-        events.push(Event::StageFinished {
-            report: report.clone(),
-        });
+        let events: Vec<Event> = report.events().collect();
 
         let mut reporter = JsonLinesReporter::new(Vec::new());
         for e in &events {
@@ -90,16 +78,7 @@ mod tests {
     fn checks_of_an_ungradable_stage_stream_with_status_error_beside_a_graded_stage() {
         let reports = graded_beside_ungradable();
         let mut reporter = JsonLinesReporter::new(Vec::new());
-        for r in &reports {
-            for o in &r.outcomes {
-                let event = Event::CheckFinished {
-                    submission: r.submission.clone(),
-                    stage: r.stage,
-                    outcome: o.clone(),
-                };
-                reporter.on_event(&event).expect("write");
-            }
-            let event = Event::StageFinished { report: r.clone() };
+        for event in reports.iter().flat_map(StageReport::events) {
             reporter.on_event(&event).expect("write");
         }
         let text = String::from_utf8(reporter.into_inner()).expect("utf-8");

@@ -6,8 +6,9 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::{clean_text, error_count, feedback_text, submissions, write_file, ReportError};
+use super::{submissions, write_file, ReportError};
 use crate::outcome::{StageReport, Status};
+use crate::report::{clean_text, error_count, feedback_text};
 
 /// How many checks of `report` failed (those that could not be graded are not failures).
 fn failure_count(report: &StageReport) -> usize {
@@ -22,7 +23,7 @@ fn failure_count(report: &StageReport) -> usize {
 /// appearance). Every testcase has a classname; each failed one holds
 /// `<failure message="<what the check observed>" type="<id>">` with the whole feedback, each
 /// one that could not be graded `<error message="<why>" type="<id>">` with the feedback after
-/// [`ERROR_HEADLINE`](super::ERROR_HEADLINE). The `failures` and `errors` attributes of
+/// [`ERROR_HEADLINE`](crate::report::ERROR_HEADLINE). The `failures` and `errors` attributes of
 /// `<testsuites>` and `<testsuite>` count them.
 pub fn junit_xml(reports: &[StageReport]) -> String {
     let total_tests: usize = reports.iter().map(|r| r.outcomes.len()).sum();
@@ -123,10 +124,10 @@ fn escape(text: &str, attribute: bool) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixtures::*;
-    use super::super::ERROR_HEADLINE;
     use super::*;
     use crate::outcome::{CheckId, Stage};
+    use crate::report::fixtures::*;
+    use crate::report::ERROR_HEADLINE;
 
     fn attr<'a>(node: roxmltree::Node<'a, 'a>, name: &str) -> &'a str {
         node.attribute(name)

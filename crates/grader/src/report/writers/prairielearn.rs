@@ -2,18 +2,16 @@
 //! test per check worth its rubric weight.
 //!
 //! A check that could not be graded is a test at 0 of its weight whose message starts with
-//! [`ERROR_HEADLINE`](super::ERROR_HEADLINE); its weight stays in the maximum that `score`
+//! [`ERROR_HEADLINE`](crate::report::ERROR_HEADLINE); its weight stays in the maximum that `score`
 //! divides by, and the results stay `gradable` (the course counts it 0 of its maximum).
 
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{
-    clean_text, feedback_text, points, round_score, single_submission, summary, test_name,
-    write_json, ReportError,
-};
+use super::{single_submission, write_json, ReportError};
 use crate::outcome::{Outcome, StageReport};
+use crate::report::{clean_text, feedback_text, points, round_score, summary, test_name};
 use crate::rubric::Rubric;
 
 /// The whole `results.json`.
@@ -43,8 +41,8 @@ pub struct PrairieLearnTest {
     pub points: f64,
     /// The check's weight, whether or not it could be graded.
     pub max_points: f64,
-    /// Did, expected, observed, hint; after [`ERROR_HEADLINE`](super::ERROR_HEADLINE) when the
-    /// check could not be graded.
+    /// Did, expected, observed, hint; after [`ERROR_HEADLINE`](crate::report::ERROR_HEADLINE)
+    /// when the check could not be graded.
     pub message: String,
     /// The end of what the server printed (cleaned), if the check kept it.
     pub output: String,
@@ -103,10 +101,10 @@ pub fn write_prairielearn(
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixtures::*;
-    use super::super::ERROR_HEADLINE;
     use super::*;
     use crate::outcome::Stage;
+    use crate::report::fixtures::*;
+    use crate::report::ERROR_HEADLINE;
     use serde_json::Value;
 
     fn write_and_read(reports: &[StageReport], rubric: &Rubric) -> Value {

@@ -3,17 +3,17 @@
 //!
 //! Gradescope knows only `passed` and `failed`: a check that could not be graded is a
 //! `failed` test at 0 of its weight whose output starts with
-//! [`ERROR_HEADLINE`](super::ERROR_HEADLINE).
+//! [`ERROR_HEADLINE`](crate::report::ERROR_HEADLINE).
 
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{
-    clean_text, feedback_text, points, round_score, single_submission, stage_number, summary,
-    test_name, write_json, ReportError,
-};
+use super::{single_submission, write_json, ReportError};
 use crate::outcome::StageReport;
+use crate::report::{
+    clean_text, feedback_text, points, round_score, stage_number, summary, test_name,
+};
 use crate::rubric::{Rubric, Visibility};
 
 /// The whole `results.json`.
@@ -46,7 +46,7 @@ pub struct GradescopeTest {
     /// `"passed"` or `"failed"`; a check that could not be graded is `"failed"`.
     pub status: String,
     /// The feedback: did, expected, observed, hint, server output (cleaned); after
-    /// [`ERROR_HEADLINE`](super::ERROR_HEADLINE) when the check could not be graded.
+    /// [`ERROR_HEADLINE`](crate::report::ERROR_HEADLINE) when the check could not be graded.
     pub output: String,
     /// Always `"text"`.
     pub output_format: String,
@@ -125,10 +125,10 @@ pub fn write_gradescope(
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixtures::*;
-    use super::super::ERROR_HEADLINE;
     use super::*;
     use crate::outcome::{CheckId, Stage};
+    use crate::report::fixtures::*;
+    use crate::report::ERROR_HEADLINE;
     use serde_json::Value;
 
     fn read(path: &Path) -> Value {

@@ -10,11 +10,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{
-    clean_text, feedback_text, points, round_score, single_submission, test_name, write_json,
-    ReportError,
-};
+use super::{single_submission, write_json, ReportError};
 use crate::outcome::{StageReport, Status};
+use crate::report::{clean_text, feedback_text, points, round_score, test_name};
 use crate::rubric::Rubric;
 
 /// The grader result.
@@ -40,8 +38,8 @@ pub struct ClassroomTest {
     pub status: String,
     /// Points earned: the weight if passed, else 0 (failed or could not be graded).
     pub score: f64,
-    /// The feedback (cleaned); after [`ERROR_HEADLINE`](super::ERROR_HEADLINE) when the check
-    /// could not be graded.
+    /// The feedback (cleaned); after [`ERROR_HEADLINE`](crate::report::ERROR_HEADLINE) when
+    /// the check could not be graded.
     pub message: String,
     /// The command that ran the server.
     pub test_code: String,
@@ -111,10 +109,10 @@ pub fn write_classroom(
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixtures::*;
-    use super::super::ERROR_HEADLINE;
     use super::*;
     use crate::outcome::{CheckId, Stage};
+    use crate::report::fixtures::*;
+    use crate::report::ERROR_HEADLINE;
     use serde_json::Value;
 
     fn write_and_read(reports: &[StageReport]) -> Value {

@@ -24,8 +24,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::{clean_text, round_score, stage_score, write_file, ReportError};
+use super::{write_file, ReportError};
 use crate::outcome::{CheckId, Stage, StageReport, Status};
+use crate::report::{clean_text, round_score, stage_score};
 use crate::rubric::Rubric;
 
 /// A gradebook being filled, one stage report at a time. Rows come out sorted by submission
@@ -227,9 +228,9 @@ fn field(raw: &str, text: bool) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixtures::*;
     use super::super::submissions;
     use super::*;
+    use crate::report::fixtures::*;
 
     fn read_csv(text: &str) -> (Vec<String>, Vec<Vec<String>>) {
         let mut reader = csv::ReaderBuilder::new()
