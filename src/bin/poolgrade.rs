@@ -61,7 +61,7 @@ enum Isolation {
 }
 
 #[derive(clap::Args)]
-struct Common {
+struct GradingArgs {
     /// Rubric file (TOML); without it the documented defaults apply.
     #[arg(long)]
     rubric: Option<PathBuf>,
@@ -155,7 +155,7 @@ enum Cmd {
         #[arg(long, default_value = ".")]
         dir: PathBuf,
         #[command(flatten)]
-        common: Common,
+        common: GradingArgs,
         /// The server command, for example `python3 server_pool.py`.
         #[arg(last = true, required = true, value_name = "COMMAND")]
         command: Vec<String>,
@@ -164,7 +164,7 @@ enum Cmd {
     #[command(after_help = AFTER_HELP)]
     Grade {
         #[command(flatten)]
-        common: Common,
+        common: GradingArgs,
         #[command(flatten)]
         batch: BatchArgs,
         /// Share the batch with other graders through this folder (see `collect`): claim
@@ -327,7 +327,7 @@ fn load_rubric(path: &Option<PathBuf>) -> Result<Rubric> {
     }
 }
 
-fn backend(common: &Common) -> Result<Backend> {
+fn backend(common: &GradingArgs) -> Result<Backend> {
     if let Some(ctl) = &common.agent {
         return Ok(Backend::Agent { ctl: ctl.clone() });
     }
@@ -341,7 +341,7 @@ fn backend(common: &Common) -> Result<Backend> {
 
 /// The check runner for these options; with the unprivileged backend, only once the rubric
 /// and the submissions are out of the servers' reach.
-fn check_runner_for(common: &Common, submissions: &[PathBuf]) -> Result<CheckRunner> {
+fn check_runner_for(common: &GradingArgs, submissions: &[PathBuf]) -> Result<CheckRunner> {
     let backend = backend(common)?;
     if backend == Backend::Unprivileged {
         local::check_exposure(common.rubric.as_deref(), submissions)?;
@@ -423,7 +423,7 @@ fn check(
     workers: Option<u32>,
     delay: Option<f64>,
     dir: PathBuf,
-    common: Common,
+    common: GradingArgs,
     command: Vec<String>,
 ) -> Result<u8> {
     let mut rubric = load_rubric(&common.rubric)?;
@@ -462,7 +462,7 @@ fn check(
 }
 
 fn grade(
-    common: Common,
+    common: GradingArgs,
     batch: BatchArgs,
     work: Option<PathBuf>,
     worker: Option<String>,

@@ -37,11 +37,11 @@ struct Once {
     #[arg(long, value_parser = clap::value_parser!(i64).range(1..=sysv_mq::protocol::MAX_PID))]
     pid: Option<i64>,
     #[command(flatten)]
-    common: Common,
+    common: ConnectArgs,
 }
 
 #[derive(Debug, Clone, ClapArgs)]
-struct Common {
+struct ConnectArgs {
     /// Seconds to wait for a reply (a decimal number).
     #[arg(long, default_value = "5", value_parser = parse_timeout)]
     timeout: Duration,
@@ -66,7 +66,7 @@ enum Command {
         #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
         requests: u32,
         #[command(flatten)]
-        common: Common,
+        common: ConnectArgs,
     },
 }
 

@@ -100,16 +100,16 @@ fn wake_text(seq: u64) -> Vec<u8> {
 }
 
 /// What a received message of our reply type is.
-enum Got {
+enum Received {
     Reply(Vec<u8>),
     /// A wake-up with this sequence number.
     Wake(Option<u64>),
 }
 
-fn classify(body: Vec<u8>) -> Got {
+fn classify(body: Vec<u8>) -> Received {
     match body.strip_prefix(WAKE_PREFIX) {
-        Some(rest) => Got::Wake(std::str::from_utf8(rest).ok().and_then(|s| s.parse().ok())),
-        None => Got::Reply(body),
+        Some(rest) => Received::Wake(std::str::from_utf8(rest).ok().and_then(|s| s.parse().ok())),
+        None => Received::Reply(body),
     }
 }
 
@@ -158,14 +158,14 @@ pub fn request_time(
     let elapsed = start.elapsed();
     let msg = result?;
     match classify(msg.body) {
-        Got::Reply(body) => Ok(Reply {
+        Received::Reply(body) => Ok(Reply {
             text: String::from_utf8_lossy(&body).into_owned(),
             mtype: msg.mtype,
             elapsed,
         }),
         // Somebody else's wake-up for this type (another client with our pid): treat as no
         // reply rather than wait again without a bound.
-        Got::Wake(_) => Err(ClientError::Timeout(timeout)),
+        Received::Wake(_) => Err(ClientError::Timeout(timeout)),
     }
 }
 
@@ -260,7 +260,7 @@ impl Gate {
 
 /// Per-client state shared with the watchdog.
 #[derive(Default)]
-struct Slot {
+struct ClientSlot {
     /// Microseconds since the bench start at which the pending request was sent, plus one;
     /// 0 when the client is not waiting.
     waiting_since: AtomicU64,
@@ -284,7 +284,8 @@ pub fn bench(queue: &MessageQueue, config: &BenchConfig) -> Result<BenchReport, 
     let q = *queue;
     let block = rand::Rng::gen_range(&mut rand::thread_rng(), 0..SYNTHETIC_BLOCKS as u32);
     let first_pid = synthetic_pid(block, 0);
-    let slots: Arc<Vec<Slot>> = Arc::new((0..config.clients).map(|_| Slot::default()).collect());
+    let slots: Arc<Vec<ClientSlot>> =
+        Arc::new((0..config.clients).map(|_| ClientSlot::default()).collect());
     let gate = Arc::new(Gate::default());
     let done = Arc::new(AtomicBool::new(false));
     let t0 = Instant::now();
@@ -413,7 +414,7 @@ fn bench_client(
     q: &MessageQueue,
     pid: i64,
     requests: usize,
-    slot: &Slot,
+    slot: &ClientSlot,
     t0: Instant,
 ) -> (Vec<u32>, u64) {
     let mtype = pid + protocol::REPLY_OFFSET;
@@ -434,11 +435,11 @@ fn bench_client(
         let outcome = loop {
             match q.receive_retrying_max(mtype) {
                 Ok(m) => match classify(m.body) {
-                    Got::Reply(_) => break true,
+                    Received::Reply(_) => break true,
                     // A wake-up for this request: time-out.
-                    Got::Wake(Some(s)) if s == seq => break false,
+                    Received::Wake(Some(s)) if s == seq => break false,
                     // A stale wake-up (the reply won the race): keep waiting.
-                    Got::Wake(_) => continue,
+                    Received::Wake(_) => continue,
                 },
                 Err(_) => break false,
             }
@@ -473,10 +474,10 @@ mod tests {
 
     #[test]
     fn wake_ups_are_told_from_replies() {
-        assert!(matches!(classify(wake_text(7)), Got::Wake(Some(7))));
+        assert!(matches!(classify(wake_text(7)), Received::Wake(Some(7))));
         assert!(matches!(
             classify(b"Wed Nov 25 14:23:00 2026".to_vec()),
-            Got::Reply(_)
+            Received::Reply(_)
         ));
     }
 

@@ -23,8 +23,8 @@
 //! | file | written by | holds |
 //! |---|---|---|
 //! | `agent.json` | agent, at start | [`AgentInfo`]: protocol version, the agent's pid |
-//! | `request.json` | launcher (write `.*.tmp`, then rename) | a [`RequestFile`]: an id and a [`Request`] |
-//! | `answer.json` | agent (same atomic rename) | an [`AnswerFile`]: the request's id and an [`Answer`] |
+//! | `request.json` | launcher (write `.*.tmp`, then rename) | a [`wire::RequestFile`]: an id and a [`Request`] |
+//! | `answer.json` | agent (same atomic rename) | an [`wire::AnswerFile`]: the request's id and an [`Answer`] |
 //! | `exit.json` | agent, when its server ends | an [`ExitRecord`]: which launch ended, and how |
 //! | `grader.alive` | grader, every second | its presence: an agent whose grader has gone leaves |
 //!

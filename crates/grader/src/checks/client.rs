@@ -55,7 +55,7 @@ pub enum ClientReport {
 
 /// Why the real client process told nothing: a grading fault, never the server's doing.
 #[derive(Debug, thiserror::Error)]
-pub(super) enum ClientError {
+pub(super) enum RealClientError {
     /// The shield could not be lowered to start it.
     #[error("{0}")]
     Unshield(IsolationError),
@@ -84,7 +84,7 @@ pub(super) fn real_client(
     key: i32,
     timeout: Duration,
     sut: &dyn Sut,
-) -> Result<(i64, Got), ClientError> {
+) -> Result<(i64, Got), RealClientError> {
     let as_uid = sut.probe_uid();
     let mut cmd = std::process::Command::new(exe);
     cmd.args([
@@ -103,12 +103,12 @@ pub(super) fn real_client(
     // Started as plain root: it takes the server's uid itself (see `client_main`).
     let mut child = None;
     sut.unshielded(&mut || child = Some(cmd.spawn()))
-        .map_err(ClientError::Unshield)?;
+        .map_err(RealClientError::Unshield)?;
     let out = child
-        .ok_or(ClientError::NeverSpawned)?
+        .ok_or(RealClientError::NeverSpawned)?
         .and_then(|c| c.wait_with_output())?;
     let report: ClientReport =
-        serde_json::from_slice(&out.stdout).map_err(|error| ClientError::BadOutput {
+        serde_json::from_slice(&out.stdout).map_err(|error| RealClientError::BadOutput {
             error,
             stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
         })?;

@@ -18,7 +18,7 @@
 //! | [`uids`] | host-wide leases of sandbox uids, and the processes and IPC objects of a uid |
 //! | [`copy`] | copying a submission into the sandbox (no symlinks, no hard links, bounded) |
 //! | [`program`] | finding the server's program for the sandbox; hiding reference binaries |
-//! | [`env`] | the server's environment, written in one place |
+//! | [`env`](mod@env) | the server's environment, written in one place |
 //! | [`output`] | the bounded tail of what a server prints |
 //! | [`cgroup`] | control groups (v1 and v2) for a native server's tree |
 //! | [`rootfs`] | the native sandbox's filesystem: the mount plan and `pivot_root` |

@@ -34,11 +34,11 @@ use crate::rubric::Rubric;
 #[derive(Debug, Clone)]
 pub struct Gradebook {
     rubric: Rubric,
-    rows: BTreeMap<String, Row>,
+    rows: BTreeMap<String, SubmissionRow>,
 }
 
 #[derive(Debug, Clone, Default)]
-struct Row {
+struct SubmissionRow {
     stages: BTreeMap<Stage, StageRow>,
 }
 
