@@ -33,25 +33,52 @@ pub(crate) fn corpus() -> Vec<PathBuf> {
 /// Expected verdicts: submission -> stage -> check id -> "pass" | "fail".
 pub(crate) type Expected = BTreeMap<String, BTreeMap<String, BTreeMap<String, String>>>;
 
+/// What a fixture's `expected.toml` holds: the verdicts per stage (`[spawn]`, `[pool]`:
+/// check id -> "pass" | "fail"), the diagnosis of named failures (`[diagnosis.<stage>]`:
+/// check id -> "<symptom>" or "<symptom> from <check>"), and text their feedback must
+/// contain (`[feedback.<stage>]`: check id -> text).
+pub(crate) struct Expectations {
+    pub verdicts: BTreeMap<String, BTreeMap<String, String>>,
+    pub diagnosis: BTreeMap<String, BTreeMap<String, String>>,
+    pub feedback: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// Reads `dir/expected.toml` (see [`Expectations`]).
+pub(crate) fn fixture_expectations(dir: &Path) -> Expectations {
+    let text = std::fs::read_to_string(dir.join("expected.toml")).unwrap();
+    let value: toml::Table = text
+        .parse()
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let strings = |v: &toml::Value| -> BTreeMap<String, String> {
+        v.as_table()
+            .expect("a table of check ids")
+            .iter()
+            .map(|(id, x)| (id.clone(), x.as_str().expect("a string").to_string()))
+            .collect()
+    };
+    let per_stage = |key: &str| -> BTreeMap<String, BTreeMap<String, String>> {
+        value
+            .get(key)
+            .and_then(toml::Value::as_table)
+            .map(|t| t.iter().map(|(st, v)| (st.clone(), strings(v))).collect())
+            .unwrap_or_default()
+    };
+    Expectations {
+        verdicts: ["spawn", "pool"]
+            .into_iter()
+            .filter_map(|st| Some((st.to_string(), strings(value.get(st)?))))
+            .collect(),
+        diagnosis: per_stage("diagnosis"),
+        feedback: per_stage("feedback"),
+    }
+}
+
 fn expected(dirs: &[PathBuf]) -> Expected {
     dirs.iter()
         .map(|d| {
-            let text = std::fs::read_to_string(d.join("expected.toml")).unwrap();
-            let value: toml::Table = text.parse().unwrap();
-            let stages = value
-                .into_iter()
-                .filter_map(|(k, v)| {
-                    let table = v.as_table()?;
-                    let checks = table
-                        .iter()
-                        .map(|(id, verdict)| (id.clone(), verdict.as_str().unwrap().to_string()))
-                        .collect();
-                    Some((k, checks))
-                })
-                .collect();
             (
                 d.file_name().unwrap().to_string_lossy().into_owned(),
-                stages,
+                fixture_expectations(d).verdicts,
             )
         })
         .collect()
@@ -221,6 +248,101 @@ fn corpus_verdicts_match_the_expected_data() {
     );
     // Some submissions fail, so the batch exits 1.
     assert_eq!(graded.status, 1);
+}
+
+/// The outcomes the grader gave, from its JSON Lines `stage-finished` events (diagnosed
+/// across each stage): submission -> stage -> check id -> outcome.
+fn outcomes(stdout: &str) -> BTreeMap<(String, String, String), grader::outcome::Outcome> {
+    let mut got = BTreeMap::new();
+    for line in stdout.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("each line is JSON");
+        if v["event"] != "stage-finished" {
+            continue;
+        }
+        let r: grader::outcome::StageReport =
+            serde_json::from_value(v["report"].clone()).expect("a stage report");
+        for o in r.outcomes {
+            got.insert(
+                (r.submission.clone(), r.stage.to_string(), o.id.to_string()),
+                o,
+            );
+        }
+    }
+    got
+}
+
+#[test]
+#[serial(sandbox)]
+fn cascading_failures_name_their_root_cause() {
+    use grader::diagnosis::Symptom;
+    if !python_sysv_ipc() {
+        return;
+    }
+    let graded = graded_corpus();
+    let got = outcomes(&graded.stdout);
+    let mut wrong = Vec::new();
+    let mut named = 0;
+    for dir in corpus() {
+        let sub = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let want = fixture_expectations(&dir);
+        for (stage, checks) in &want.diagnosis {
+            for (id, diagnosis) in checks {
+                named += 1;
+                let key = (sub.clone(), stage.clone(), id.clone());
+                let Some(o) = got.get(&key) else {
+                    wrong.push(format!("{sub} {stage} {id}: not graded"));
+                    continue;
+                };
+                let (symptom, root) = match diagnosis.split_once(" from ") {
+                    Some((s, root)) => (s, Some(root)),
+                    None => (diagnosis.as_str(), None),
+                };
+                let symptom: Symptom = symptom.parse().unwrap();
+                let feedback = o.feedback();
+                let (cause_check, root_symptom) = match o.cause {
+                    Some(c) => (Some(c.check.to_string()), c.symptom),
+                    None => (None, symptom),
+                };
+                if o.symptom != Some(symptom) || cause_check.as_deref() != root {
+                    wrong.push(format!(
+                        "{sub} {stage} {id}: expected {diagnosis:?}, got {:?} from {:?}",
+                        o.symptom, cause_check
+                    ));
+                }
+                // What the student reads names the root cause, and where it is shown.
+                let mut must = vec![root_symptom.describe().to_string()];
+                if let Some(r) = root {
+                    // A traced failure names the check that shows the defect, and its fix.
+                    must.push(format!("the `{r}` check"));
+                    must.push(root_symptom.advice().to_string());
+                }
+                for text in must {
+                    if !feedback.contains(&text) {
+                        wrong.push(format!(
+                            "{sub} {stage} {id}: feedback lacks {text:?}:\n{feedback}"
+                        ));
+                    }
+                }
+            }
+        }
+        for (stage, checks) in &want.feedback {
+            for (id, text) in checks {
+                named += 1;
+                let key = (sub.clone(), stage.clone(), id.clone());
+                let feedback = got.get(&key).map(|o| o.feedback()).unwrap_or_default();
+                if !feedback.contains(text.as_str()) {
+                    wrong.push(format!(
+                        "{sub} {stage} {id}: feedback lacks {text:?}:\n{feedback}"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        named >= 20,
+        "only {named} diagnoses are named in the corpus"
+    );
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
 #[test]

@@ -60,6 +60,8 @@ pub fn missing_file_report(dir: &Path, stage: Stage, rubric: &Rubric) -> Option<
             )),
             seconds: 0.0,
             server_output: None,
+            symptom: None,
+            cause: None,
         })
         .collect();
     Some(StageReport {

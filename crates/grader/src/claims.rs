@@ -435,6 +435,9 @@ pub fn collect(
         }
         report.outcomes.push(filed.outcome);
     }
+    for report in &mut reports {
+        crate::diagnosis::trace(&mut report.outcomes);
+    }
     BatchOutcome { reports }
 }
 
@@ -465,6 +468,8 @@ mod tests {
                 hint: None,
                 seconds: 0.5,
                 server_output: None,
+                symptom: None,
+                cause: None,
             },
             isolation: "native: test".into(),
             command: vec!["python3".into()],

@@ -14,6 +14,7 @@
 //! | [`outcome`] | what grading produces, as data: stages, check ids, outcomes, events |
 //! | [`params`] | the knobs of the checks ([`params::CheckParams`]), from the rubric down to each check |
 //! | [`checks`] | the check catalogue: one file per check id, each returning an outcome |
+//! | [`diagnosis`] | root causes: the symptoms a check diagnoses, their advice, and the stage pass that points a cascading failure at the check naming its defect |
 //! | [`runner`] | runs a stage's checks, each against a fresh server, and emits events |
 //! | [`report`] | live reporters that consume those events (`live/`: human, JSON Lines, progress) and result writers that turn finished reports into files (`writers/`: Gradescope, JUnit, Classroom, PrairieLearn, gradebook) |
 //! | [`rubric`] | the course's rubric (TOML): commands per stage, weights, visibility, parameters |
@@ -26,6 +27,7 @@ pub mod agent;
 pub mod batch;
 pub mod checks;
 pub mod claims;
+pub mod diagnosis;
 pub mod outcome;
 pub mod params;
 pub mod probe;

@@ -6,6 +6,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use super::diagnosis::{Cause, Symptom};
 use super::text;
 
 /// The two stages of Exercise 2.
@@ -228,6 +229,14 @@ pub struct Outcome {
     /// The end of what the server printed, when it helps (failed checks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_output: Option<String>,
+    /// What the observation shows went wrong with the replies, when the check could tell
+    /// (failed checks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symptom: Option<Symptom>,
+    /// The check that names the defect this failure follows from, when another one does
+    /// (set across the stage by [`crate::diagnosis::trace`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<Cause>,
 }
 
 impl Outcome {
@@ -246,12 +255,19 @@ impl Outcome {
             ),
             seconds,
             server_output: None,
+            symptom: None,
+            cause: None,
         }
     }
 
     /// Whether the check passed.
     pub fn passed(&self) -> bool {
         self.status == Status::Passed
+    }
+
+    /// Whether the check ran and failed ([`Status::Failed`]).
+    pub fn is_failed(&self) -> bool {
+        self.status == Status::Failed
     }
 
     /// Whether the check could not run ([`Status::Error`]).
@@ -274,12 +290,25 @@ impl Outcome {
         }
     }
 
-    /// The feedback as plain text: did, expected, observed, hint, server output.
+    /// The feedback as plain text: did, expected, observed, the diagnosis (with the check
+    /// that names the root cause, when another one does), hint, server output.
     pub fn feedback(&self) -> String {
         let mut text = format!(
             "Did: {}\nExpected: {}\nObserved: {}",
             self.did, self.expected, self.observed
         );
+        match (self.symptom, self.cause) {
+            (_, Some(cause)) => text.push_str(&format!(
+                "\nDiagnosis: this follows from the defect the `{}` check names: {}",
+                cause.check,
+                cause.symptom.describe()
+            )),
+            (Some(symptom), None) => {
+                text.push_str("\nDiagnosis: ");
+                text.push_str(symptom.describe());
+            }
+            (None, None) => {}
+        }
         if let Some(hint) = &self.hint {
             text.push_str("\nHint: ");
             text.push_str(hint);

@@ -91,9 +91,12 @@ impl Pending {
 }
 
 /// A source of synthetic pids a real client could have: random, distinct, and within the
-/// kernel's `pid_max` (read from `/proc/sys/kernel/pid_max`, the same for every PID namespace
-/// of the machine, so the server's too), above the few hundred pids a system takes at boot.
-/// A server that checks that a pid is a real one (`1 <= pid <= pid_max`) accepts them all.
+/// grader's `pid_max` (`/proc/sys/kernel/pid_max`), above the few hundred pids a system
+/// takes at boot. A server in a PID namespace of its own reads that namespace's `pid_max`:
+/// the machine's on older kernels, and on kernels where it is per namespace (Linux 6.14 on)
+/// the kernel's largest, 4,194,304, from which a fresh namespace starts. Either way it is no
+/// lower than the grader's, so a server that checks that a pid is a real one
+/// (`1 <= pid <= pid_max`) accepts them all.
 #[derive(Debug)]
 pub struct Pids {
     max: i64,

@@ -527,17 +527,42 @@ mod tests {
     #[test]
     fn the_example_parses_and_states_the_defaults() {
         let rubric = parse(EXAMPLE).expect("docs/rubric.example.toml parses");
-        // The example writes out every default except the weights and visibilities it sets to
-        // show them off; with those put back it is the default rubric.
+        // It says "every field, with its default": it is the default rubric, check by check
+        // (the one `[checks.*]` table it writes out holds the defaults).
         let expected = Rubric {
             checks: rubric.checks.clone(),
             ..Rubric::default()
         };
         assert_eq!(rubric, expected);
-        assert_eq!(rubric.check_weight(CheckId::Routing), 2.0);
+        let default = Rubric::default();
+        for id in CheckId::ALL {
+            assert_eq!(rubric.check_weight(id), default.check_weight(id), "{id}");
+            assert_eq!(rubric.visibility(id), default.visibility(id), "{id}");
+        }
+        // Its commented-out choices, uncommented, parse and set what they say.
+        let uncommented: String = EXAMPLE
+            .lines()
+            .map(|l| {
+                l.strip_prefix("# [checks.")
+                    .map_or(l.to_owned(), |t| format!("[checks.{t}"))
+            })
+            .map(|l| match l.strip_prefix("# ") {
+                Some(t) if t.starts_with("weight =") || t.starts_with("visibility =") => {
+                    t.to_owned()
+                }
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let chosen = parse(&uncommented).expect("the uncommented example parses");
+        assert_eq!(chosen.check_weight(CheckId::Routing), 2.0);
         assert_eq!(
-            rubric.visibility(CheckId::PoolBounded),
+            chosen.visibility(CheckId::PoolBounded),
             Visibility::AfterDueDate
+        );
+        assert_eq!(
+            chosen.visibility(CheckId::Robustness),
+            Visibility::AfterPublished
         );
         // Every field of the rubric appears in the example.
         let all = toml::to_string(&Rubric::default()).expect("serialize");

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::checks;
+use super::diagnosis;
 use super::outcome::{CheckId, Event, Outcome, Stage, StageReport};
 use super::params::CheckParams;
 use super::sandbox::cgroup::Cgroup;
@@ -298,7 +299,7 @@ pub fn run_plans(
                   on_event: &mut dyn FnMut(&Event)| {
         let plan = &plans[k];
         let pr = &mut progress[k];
-        let outcomes = pr
+        let mut outcomes: Vec<Outcome> = pr
             .outcomes
             .iter_mut()
             .zip(&plan.checks)
@@ -307,6 +308,7 @@ pub fn run_plans(
                     .unwrap_or_else(|| Outcome::error(*id, "the check did not run", 0.0))
             })
             .collect();
+        diagnosis::trace(&mut outcomes);
         let report = StageReport {
             submission: plan.submission.clone(),
             stage: plan.stage,

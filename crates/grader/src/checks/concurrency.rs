@@ -2,8 +2,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::support::{faulted, missing_replies, tally};
+use super::support::{faulted, missing, missing_replies, serial_bound, tally};
 use super::OutcomeBuilder;
+use crate::diagnosis::Symptom;
 use crate::outcome::{CheckId, Outcome};
 use crate::params::CheckParams;
 use crate::probe::{self, Pids};
@@ -21,7 +22,7 @@ pub(super) fn concurrency(
         CheckId::Concurrency,
         format!("{n} clients sent requests at once to a server with TIMESERVER_DELAY={d}"),
     );
-    let limit = 0.6 * n as f64 * d;
+    let limit = serial_bound(n, d);
     let expected = format!(
         "all served in well under the {:.1} s that one-after-another service takes (at most {:.2} s)",
         n as f64 * d,
@@ -52,16 +53,19 @@ pub(super) fn concurrency(
         );
     }
     let exit = running.sut.poll_exit();
-    let (observed, hint) = if served < n {
-        (
+    if served < n {
+        return r.fail_as(
+            missing(&got, exit),
+            expected,
             missing_replies(served, n, exit),
-            "some requests got no reply, so their timing cannot be judged: see the routing check",
-        )
-    } else {
-        (
-            format!("the last of {n} replies came after {total:.2} s: requests were served one after another"),
-            "serve each request in a thread (stage spawn) or submit it to the pool (stage pool), and sleep TIMESERVER_DELAY in that worker, not in the main loop",
-        )
-    };
-    r.fail(expected, observed, hint, Some(running.sut.as_ref()))
+            "every request must be answered before its timing can be judged",
+            Some(running.sut.as_ref()),
+        );
+    }
+    r.diagnosed(
+        Symptom::RepliesTooLate,
+        expected,
+        format!("the last of {n} replies came after {total:.2} s: requests were served one after another"),
+        Some(running.sut.as_ref()),
+    )
 }

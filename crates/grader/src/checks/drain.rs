@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use super::support::{ended, faulted, tally};
 use super::OutcomeBuilder;
+use crate::diagnosis::Symptom;
 use crate::outcome::{CheckId, Outcome};
 use crate::params::CheckParams;
 use crate::probe::{self, Got, Pids};
@@ -65,10 +66,13 @@ pub(super) fn drain(
         observed.push_str("; the queue was removed while they waited");
     }
     observed.push_str(&ended(running.sut.poll_exit()));
-    r.fail(
+    // Replies lost at the stop are this check's own defect, unless they were lost the way
+    // `routing` loses them (the stage's trace decides).
+    r.fail_as(
+        Some(Symptom::MissingReplies),
         expected,
         observed,
-        "on the stop message, stop receiving but wait for the workers (thread.join() / executor.shutdown(wait=True)) before removing the queue and exiting",
+        "on the stop message, stop receiving but let the workers finish before removing the queue and exiting: thread.join() for each thread, executor.shutdown(wait=True), or pool.close() then pool.join() for a multiprocessing pool (leaving a `with Pool(...)` block calls terminate(), which drops the requests in flight)",
         Some(running.sut.as_ref()),
     )
 }

@@ -15,6 +15,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use super::diagnosis::Symptom;
 use super::outcome::{CheckId, Outcome, Status};
 use super::params::CheckParams;
 use super::probe::{self, Pids};
@@ -114,6 +115,8 @@ impl OutcomeBuilder {
             hint: None,
             seconds: self.began.elapsed().as_secs_f64(),
             server_output: None,
+            symptom: None,
+            cause: None,
         }
     }
 
@@ -135,7 +138,38 @@ impl OutcomeBuilder {
             server_output: server
                 .map(|s| s.output_tail())
                 .filter(|t| !t.trim().is_empty()),
+            symptom: None,
+            cause: None,
         }
+    }
+
+    /// A failure diagnosed as `symptom`: the symptom's advice is the hint.
+    fn diagnosed(
+        &self,
+        symptom: Symptom,
+        expected: impl Into<String>,
+        observed: impl Into<String>,
+        server: Option<&dyn Sut>,
+    ) -> Outcome {
+        let mut o = self.fail(expected, observed, symptom.advice(), server);
+        o.symptom = Some(symptom);
+        o
+    }
+
+    /// A failure with its own hint, more precise than the symptom's advice, diagnosed as
+    /// `symptom` when there is one (the stage's [`crate::diagnosis::trace`] may still point
+    /// it at another check's defect).
+    fn fail_as(
+        &self,
+        symptom: Option<Symptom>,
+        expected: impl Into<String>,
+        observed: impl Into<String>,
+        hint: impl Into<String>,
+        server: Option<&dyn Sut>,
+    ) -> Outcome {
+        let mut o = self.fail(expected, observed, hint, server);
+        o.symptom = symptom;
+        o
     }
 }
 
@@ -172,6 +206,39 @@ impl OutcomeBuilder {
                 Some(running.sut.as_ref()),
             ))
         })
+    }
+
+    /// One request, answered, before anything is measured: a server that builds its pool at
+    /// the first request (`multiprocessing.pool.ThreadPool` created lazily, with its helper
+    /// threads) then has it, so the pool counts as idle, not as growth. If the request gets
+    /// no reply within `patience`, the failed outcome.
+    fn warm_up(
+        &self,
+        expected: &str,
+        running: &mut StartedServer,
+        pids: &mut Pids,
+        patience: Duration,
+    ) -> Result<(), Box<Outcome>> {
+        let got = match probe::request(running.queue, pids.take()) {
+            Ok(mut pending) => pending.wait_until(Instant::now() + patience),
+            Err(e) => probe::Got::from_error(&e),
+        };
+        if let Some(o) = support::faulted(self, std::slice::from_ref(&got)) {
+            return Err(Box::new(o));
+        }
+        match got {
+            probe::Got::Reply { .. } => Ok(()),
+            other => Err(Box::new(self.fail_as(
+                support::missing(std::slice::from_ref(&other), running.sut.poll_exit()),
+                expected,
+                format!(
+                    "the first request (a warm-up, before counting threads) got no reply within {:.1} s ({other:?})",
+                    patience.as_secs_f64()
+                ),
+                "every request must be answered",
+                Some(running.sut.as_ref()),
+            ))),
+        }
     }
 }
 

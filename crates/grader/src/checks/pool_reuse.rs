@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::support::{faulted, idle_baseline, missing_replies, tally};
+use super::support::{faulted, idle_baseline, missing, missing_replies, tally};
 use super::OutcomeBuilder;
 use crate::outcome::{CheckId, Outcome};
 use crate::params::CheckParams;
@@ -45,10 +45,11 @@ pub(super) fn pool_reuse(
         let (served, _) = tally(&got);
         if served < n {
             let exit = running.sut.poll_exit();
-            return r.fail(
+            return r.fail_as(
+                missing(&got, exit),
                 expected,
                 missing_replies(served, n, exit),
-                "every request must be answered (see routing)",
+                "every request must be answered",
                 Some(running.sut.as_ref()),
             );
         }

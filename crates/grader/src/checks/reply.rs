@@ -4,8 +4,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::client::real_client;
-use super::support::{describe_strays, ended};
+use super::support::{describe_strays, ended, missing};
 use super::OutcomeBuilder;
+use crate::diagnosis::Symptom;
 use crate::outcome::{CheckId, Outcome};
 use crate::params::CheckParams;
 use crate::probe::{self, Got, Pids};
@@ -55,10 +56,10 @@ pub(super) fn reply(
         Got::Reply { message, latency } => {
             let text = String::from_utf8_lossy(&message.body).to_string();
             if dup > 0 {
-                return r.fail(
+                return r.diagnosed(
+                    Symptom::DuplicateReplies,
                     expected,
                     format!("{} more repl(ies) of type pid+3 followed the first", dup),
-                    "send exactly one reply per request",
                     Some(running.sut.as_ref()),
                 );
             }
@@ -88,7 +89,8 @@ pub(super) fn reply(
                 describe_strays(&stray, Some(pid))
             );
             observed.push_str(&ended(alive));
-            r.fail(
+            r.fail_as(
+                missing(&[Got::Nothing], alive),
                 expected,
                 observed,
                 "reply with mq.send(text, type=pid + 3), where pid is the number in the request",

@@ -3,8 +3,9 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use super::support::{describe_strays, ended, faulted, tally, waves_of};
+use super::support::{describe_strays, ended, faulted, missing, tally, waves_of};
 use super::OutcomeBuilder;
+use crate::diagnosis::Symptom;
 use crate::outcome::{CheckId, Outcome};
 use crate::params::CheckParams;
 use crate::probe::{self, Pids};
@@ -49,21 +50,38 @@ pub(super) fn routing(
             format!("all {n} clients got their own reply; queue left empty"),
         );
     }
-    let mut observed = format!("{served} of {n} clients got a reply");
-    if duplicates > 0 {
-        observed.push_str(&format!(
-            "; {duplicates} extra repl(ies) to our clients were left in the queue (some clients got more than one, others none)"
-        ));
-    }
     let others = stray.len() - duplicates;
+    let mut observed = if served == n {
+        format!("all {n} clients got a reply")
+    } else {
+        format!("{served} of {n} clients got a reply")
+    };
+    if duplicates > 0 {
+        let what = if served == n {
+            format!("{duplicates} more repl(ies) of their types were left in the queue")
+        } else {
+            format!("{duplicates} repl(ies) of our clients' types were left in the queue, several of one type while other clients got none")
+        };
+        observed.push_str(&format!("; {what}"));
+    }
     if others > 0 {
         observed.push_str(&format!("; {}", describe_strays(&stray, None)));
     }
     observed.push_str(&ended(exit));
-    let hint = if duplicates > 0 {
-        "each worker must use the pid of its own request: pass it as an argument to the thread or task, not through a shared variable"
-    } else {
-        "reply to every request with type int(pid) + 3, from the thread that serves it"
+    let symptom = match (served == n, duplicates > 0) {
+        (true, true) => Some(Symptom::DuplicateReplies),
+        (false, true) => Some(Symptom::MisroutedReplies),
+        (false, false) => missing(&got, exit),
+        (true, false) => None,
     };
-    r.fail(expected, observed, hint, Some(running.sut.as_ref()))
+    r.fail_as(
+        symptom,
+        expected,
+        observed,
+        symptom.map_or(
+            "reply to every request with type int(pid) + 3, and to nothing else",
+            Symptom::advice,
+        ),
+        Some(running.sut.as_ref()),
+    )
 }

@@ -3,8 +3,9 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use super::support::{faulted, idle_baseline, missing_replies, tally};
+use super::support::{faulted, idle_baseline, missing, missing_replies, serial_bound, tally};
 use super::OutcomeBuilder;
+use crate::diagnosis::Symptom;
 use crate::outcome::{CheckId, Outcome};
 use crate::params::CheckParams;
 use crate::probe::{self, Pids};
@@ -34,6 +35,8 @@ pub(super) fn spawn(
     let mut seen_before: BTreeSet<_> = sampler.snapshot().distinct;
     let mut rises = Vec::new();
     let mut fresh = Vec::new();
+    // The latest reply of either burst.
+    let mut last = Duration::ZERO;
     for _ in 0..2 {
         sampler.reset();
         let mut pending = or_return!(r.burst(&expected, &running, &mut pids, n));
@@ -49,31 +52,55 @@ pub(super) fn spawn(
         }
         sampler.wait_samples(2, Duration::from_secs(1));
         let seen = sampler.snapshot();
-        let (served, _) = tally(&got);
+        let (served, lat) = tally(&got);
         if served < n {
             let exit = running.sut.poll_exit();
-            return r.fail(
+            return r.fail_as(
+                missing(&got, exit),
                 &expected,
                 missing_replies(served, n, exit),
-                "every request must be answered (see the routing and concurrency checks)",
+                "every request must be answered",
                 Some(running.sut.as_ref()),
             );
         }
+        last = last.max(lat.last().copied().unwrap_or_default());
         rises.push(seen.peak.saturating_sub(baseline));
         fresh.push(seen.distinct.difference(&seen_before).count());
         seen_before.extend(seen.distinct);
     }
-    let observed = format!(
+    let mut observed = format!(
         "{baseline} thread(s) when idle; under load the count rose by {} then {}; {} then {} new threads appeared",
         rises[0], rises[1], fresh[0], fresh[1]
     );
-    if rises.iter().all(|x| *x >= need) && fresh[1] >= need {
+    let rose = rises.iter().all(|x| *x >= need);
+    if rose && fresh[1] >= need {
         return r.pass(expected, observed);
     }
-    let hint = if rises.iter().all(|x| *x >= need) {
-        "the second burst reused threads: stage 1 must start a new threading.Thread for every request (a pool belongs to stage 2)"
-    } else {
-        "start a new threading.Thread(target=..., args=(pid,)) for every request, and do the work (including the delay) in it"
-    };
-    r.fail(expected, observed, hint, Some(running.sut.as_ref()))
+    let server = Some(running.sut.as_ref());
+    if rose {
+        return r.fail(
+            expected,
+            observed,
+            "the second burst reused threads: stage 1 must start a new threading.Thread for every request (a pool belongs to stage 2)",
+            server,
+        );
+    }
+    // Threads that never overlap: either each is done at once (no delay slept), or the
+    // requests were served one after another; the reply times tell which.
+    observed.push_str(&format!(
+        "; every reply came within {:.2} s",
+        last.as_secs_f64()
+    ));
+    if last.as_secs_f64() < 0.9 * d {
+        return r.diagnosed(Symptom::RepliesBeforeDelay, expected, observed, server);
+    }
+    if last.as_secs_f64() > serial_bound(n, d) {
+        return r.diagnosed(Symptom::RepliesTooLate, expected, observed, server);
+    }
+    r.fail(
+        expected,
+        observed,
+        "start a new threading.Thread(target=..., args=(pid,)) for every request, and do the work (including the delay) in it",
+        server,
+    )
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::OutcomeBuilder;
+use crate::diagnosis::Symptom;
 use crate::outcome::Outcome;
 use crate::probe::Got;
 use crate::procfs::ThreadSampler;
@@ -45,6 +46,16 @@ pub(super) fn describe_strays(stray: &[mq::Message], pid: Option<i64>) -> String
     text
 }
 
+/// The diagnosis of a burst in which some requests got no reply: [`Symptom::MissingReplies`]
+/// while the server still runs and its queue stays; none when it ended or the queue went or
+/// refused a request, which the observation names as a defect of its own.
+pub(super) fn missing(got: &[Got], exit: Option<Exit>) -> Option<Symptom> {
+    let queue_gone = got
+        .iter()
+        .any(|g| matches!(g, Got::Removed | Got::Refused(_)));
+    (exit.is_none() && !queue_gone).then_some(Symptom::MissingReplies)
+}
+
 /// Summarises a burst: how many got a reply, and the sorted latencies.
 pub(super) fn tally(got: &[Got]) -> (usize, Vec<Duration>) {
     let mut lat: Vec<Duration> = got.iter().filter_map(|g| g.reply().map(|r| r.1)).collect();
@@ -63,6 +74,13 @@ pub(super) fn faulted(r: &OutcomeBuilder, got: &[Got]) -> Option<Outcome> {
         )),
         _ => None,
     })
+}
+
+/// The latest `n` concurrent requests with work delay `d` (seconds) may all be answered
+/// and still count as served side by side: 0.6 of the `n * d` that serial service takes.
+/// On a loaded machine parallel service takes about `d`, far under; serial takes `n * d`.
+pub(super) fn serial_bound(n: usize, d: f64) -> f64 {
+    0.6 * n as f64 * d
 }
 
 /// How many waves `workers` workers need to serve `n` requests (at least one worker).

@@ -173,6 +173,8 @@ pub(crate) mod fixtures {
             hint: (!passed).then(|| "reply with type pid+3".to_owned()),
             seconds,
             server_output: (!passed).then(|| NASTY.to_owned()),
+            symptom: (!passed).then_some(crate::diagnosis::Symptom::MissingReplies),
+            cause: None,
         }
     }
 

@@ -2,22 +2,29 @@
 //!
 //! ```text
 //! alice · stage spawn (10 checks)
-//!   PASS  starts        0.31s
-//!   FAIL  routing       2.10s
+//!   PASS  starts          0.31s
+//!   FAIL  routing         2.10s
+//!   ...
+//!   routing failed:
 //!         Did: ...
 //!         Expected: ...
 //!         Observed: ...
+//!         Diagnosis: ...
 //!         Hint: ...
 //! alice spawn: 9/10 checks passed
 //! alice · stage pool (11 checks)
-//!   ERROR starts        0.02s
+//!   ERROR starts          0.02s
+//!   ...
+//!   starts could not be graded:
 //!         ERROR: this check could not be graded (a grading fault, not a verdict on your code)
 //!         Did: ...
-//!   ...
 //! alice pool: 9/11 checks passed, 1 could not be graded
 //! ```
 //!
-//! A check that could not be graded reads `ERROR`, its feedback indented like a failure's.
+//! The feedback comes after the stage's check lines, once every check has finished: a
+//! failure that follows from another check's defect is only known to do so then (see
+//! [`crate::diagnosis::trace`]). A check that could not be graded reads `ERROR`, its
+//! feedback indented like a failure's.
 //! With colour (a terminal, `NO_COLOR` unset or empty) the marks are a green ✓, a red ✗ and
 //! a yellow `!`; the footer is green when every check passed, yellow when some could not be
 //! graded, red otherwise.
@@ -47,7 +54,7 @@ fn id_width() -> usize {
 }
 
 /// Prints a summary per stage: a header, one line per check, the feedback of each failure or
-/// check that could not be graded indented under it, and
+/// check that could not be graded, and
 /// `"<submission> <stage>: N/M checks passed"` (then `", E could not be graded"` if some
 /// could not).
 pub struct HumanReporter<W: Write> {
@@ -126,11 +133,20 @@ impl<W: Write> HumanReporter<W> {
             outcome.id.as_str(),
             outcome.seconds,
             width = id_width()
-        )?;
-        if !outcome.passed() {
-            let indent = if self.color { 5 } else { 8 };
+        )
+    }
+
+    /// The feedback of every check of `report` that did not pass, each under its name.
+    fn feedback(&mut self, report: &StageReport) -> io::Result<()> {
+        for outcome in report.outcomes.iter().filter(|o| !o.passed()) {
+            let what = if outcome.is_error() {
+                "could not be graded"
+            } else {
+                "failed"
+            };
+            writeln!(self.out, "  {} {what}:", outcome.id)?;
             for line in clean_text(&feedback_text(outcome)).lines() {
-                writeln!(self.out, "{:indent$}{line}", "")?;
+                writeln!(self.out, "{:8}{line}", "")?;
             }
         }
         Ok(())
@@ -164,6 +180,7 @@ impl<W: Write> HumanReporter<W> {
         for o in &report.outcomes {
             self.check(o)?;
         }
+        self.feedback(report)?;
         self.footer(report)
     }
 
@@ -205,6 +222,7 @@ impl<W: Write> Reporter for HumanReporter<W> {
             }
             Event::StageFinished { report } => {
                 if self.is_live(&report.submission, report.stage) {
+                    self.feedback(report)?;
                     self.footer(report)?;
                     self.live = None;
                     self.flush_pending()?;
@@ -261,12 +279,20 @@ mod tests {
             // The ids line up whatever the mark.
             assert_eq!(lines[i].find(o.id.as_str()), Some(8), "{}", lines[i]);
             i += 1;
-            if !o.passed() {
-                for want in clean_text(&feedback_text(o)).lines() {
-                    assert_eq!(lines[i].trim_start(), want.trim_start());
-                    assert!(lines[i].starts_with("        "), "indented: {:?}", lines[i]);
-                    i += 1;
-                }
+        }
+        // Then the feedback of each check that did not pass, in the same order.
+        for o in report.outcomes.iter().filter(|o| !o.passed()) {
+            let what = if o.is_error() {
+                "could not be graded"
+            } else {
+                "failed"
+            };
+            assert_eq!(lines[i], format!("  {} {what}:", o.id));
+            i += 1;
+            for want in clean_text(&feedback_text(o)).lines() {
+                assert_eq!(lines[i].trim_start(), want.trim_start());
+                assert!(lines[i].starts_with("        "), "indented: {:?}", lines[i]);
+                i += 1;
             }
         }
         let errors = report.outcomes.iter().filter(|o| o.is_error()).count();
@@ -356,9 +382,11 @@ mod tests {
         assert_eq!(text.matches(&format!("{YELLOW}!{RESET}")).count(), 2);
         assert_eq!(text.matches(&format!("{GREEN}✓{RESET}")).count(), 9);
         assert_eq!(text.matches(&format!("{RED}✗{RESET}")).count(), 0);
-        // Its feedback is indented under it, like a failure's.
+        // Its feedback is indented under its name, like a failure's.
         assert!(
-            text.contains(&format!("\n     {ERROR_HEADLINE}\n")),
+            text.contains(&format!(
+                "  drain could not be graded:\n        {ERROR_HEADLINE}\n"
+            )),
             "{text:?}"
         );
         assert!(

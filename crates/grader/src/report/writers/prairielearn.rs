@@ -60,6 +60,8 @@ pub fn prairielearn_results(reports: &[StageReport], rubric: &Rubric) -> Prairie
                 max_points: rubric.check_weight(o.id),
                 message: clean_text(&feedback_text(&Outcome {
                     server_output: None,
+                    symptom: None,
+                    cause: None,
                     ..o.clone()
                 })),
                 output: o
