@@ -93,7 +93,7 @@ pub(crate) fn sandbox_processes() -> Vec<String> {
     let me = std::process::id();
     let mut out = Vec::new();
     for pid in crate::common::descendants(me) {
-        let Some([uid, ..]) = grader::sandbox::uids::uids_of(pid) else {
+        let Some([uid, ..]) = grader::procfs::uids_of(pid) else {
             continue;
         };
         if range.contains(uid) && !grader::procfs::is_zombie(pid) {
@@ -184,25 +184,17 @@ pub(crate) fn graded_corpus() -> &'static Graded {
 /// The verdicts the grader gave, from its JSON Lines `stage-finished` events.
 pub(crate) fn verdicts(stdout: &str) -> Expected {
     let mut got = Expected::new();
-    for line in stdout.lines() {
-        let v: serde_json::Value = serde_json::from_str(line).expect("each line is JSON");
-        if v["event"] != "stage-finished" {
-            continue;
-        }
-        let r = &v["report"];
-        let stage = got
-            .entry(r["submission"].as_str().unwrap().to_string())
+    for ((sub, stage, id), o) in outcomes(stdout) {
+        let verdict = match o.status {
+            grader::outcome::Status::Passed => "pass",
+            grader::outcome::Status::Failed => "fail",
+            grader::outcome::Status::Error => "error",
+        };
+        got.entry(sub)
             .or_default()
-            .entry(r["stage"].as_str().unwrap().to_string())
-            .or_default();
-        for o in r["outcomes"].as_array().unwrap() {
-            let verdict = match o["status"].as_str() {
-                Some("passed") => "pass",
-                Some("failed") => "fail",
-                _ => "error",
-            };
-            stage.insert(o["id"].as_str().unwrap().to_string(), verdict.to_string());
-        }
+            .entry(stage)
+            .or_default()
+            .insert(id, verdict.to_string());
     }
     got
 }
@@ -251,7 +243,7 @@ fn corpus_verdicts_match_the_expected_data() {
 }
 
 /// The outcomes the grader gave, from its JSON Lines `stage-finished` events (diagnosed
-/// across each stage): submission -> stage -> check id -> outcome.
+/// across each stage): (submission, stage, check id) -> outcome.
 fn outcomes(stdout: &str) -> BTreeMap<(String, String, String), grader::outcome::Outcome> {
     let mut got = BTreeMap::new();
     for line in stdout.lines() {
@@ -274,7 +266,7 @@ fn outcomes(stdout: &str) -> BTreeMap<(String, String, String), grader::outcome:
 #[test]
 #[serial(sandbox)]
 fn cascading_failures_name_their_root_cause() {
-    use grader::diagnosis::Symptom;
+    use grader::symptom::Symptom;
     if !python_sysv_ipc() {
         return;
     }

@@ -14,7 +14,8 @@
 //! | [`outcome`] | what grading produces, as data: stages, check ids, outcomes, events |
 //! | [`params`] | the knobs of the checks ([`params::CheckParams`]), from the rubric down to each check |
 //! | [`checks`] | the check catalogue: one file per check id, each returning an outcome |
-//! | [`diagnosis`] | root causes: the symptoms a check diagnoses, their advice, and the stage pass that points a cascading failure at the check naming its defect |
+//! | [`symptom`] | what a check can diagnose of the replies (duplicated, misrouted, missing, too early, too late), in words and with advice |
+//! | [`diagnosis`] | the stage pass that points a failure following from another check's defect at that check |
 //! | [`runner`] | runs a stage's checks, each against a fresh server, and emits events |
 //! | [`report`] | live reporters that consume those events (`live/`: human, JSON Lines, progress) and result writers that turn finished reports into files (`writers/`: Gradescope, JUnit, Classroom, PrairieLearn, gradebook) |
 //! | [`rubric`] | the course's rubric (TOML): commands per stage, weights, visibility, parameters |
@@ -37,4 +38,5 @@ pub mod rubric;
 pub mod runner;
 pub mod sandbox;
 pub mod sut;
+pub mod symptom;
 pub mod text;

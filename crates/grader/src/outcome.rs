@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::diagnosis::{Cause, Symptom};
+use super::symptom::Symptom;
 use super::text;
 
 /// The two stages of Exercise 2.
@@ -206,6 +206,16 @@ impl Status {
             Status::Error => "error",
         }
     }
+}
+
+/// The root cause of a failure that follows from another check's defect: that check, and
+/// the symptom it diagnosed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cause {
+    /// The check that names the defect.
+    pub check: CheckId,
+    /// Its diagnosis.
+    pub symptom: Symptom,
 }
 
 /// One check's result, with feedback a student can act on.

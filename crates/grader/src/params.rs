@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::sandbox::env::seconds;
+use super::sut::seconds;
 
 /// Most concurrent clients or pool workers a rubric may ask for (a guard against typos).
 pub const MAX_COUNT: u32 = 1024;

@@ -1,5 +1,5 @@
 //! What `/proc` says about a server: the processes of its tree, their live threads, and
-//! whether a thread is blocked in the message queue. Read-only; no `unsafe`.
+//! whether a thread is blocked in the message queue, and which processes run as a uid. Read-only; no `unsafe`.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -66,9 +66,7 @@ impl ProcessSet {
     pub fn pids(&self) -> Vec<u32> {
         match *self {
             ProcessSet::Descendants(root) => descendants(root),
-            ProcessSet::Uid(uid) => super::sandbox::uids::processes_run_as(uid)
-                .into_iter()
-                .collect(),
+            ProcessSet::Uid(uid) => processes_run_as(uid).into_iter().collect(),
         }
     }
 }
@@ -213,6 +211,39 @@ impl Drop for ThreadSampler {
     fn drop(&mut self) {
         self.halt();
     }
+}
+
+/// The uids (real, effective and saved) of a process, from `/proc/<pid>/status`.
+pub fn uids_of(pid: u32) -> Option<[u32; 3]> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
+    let ids: Vec<u32> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    Some([*ids.first()?, *ids.get(1)?, *ids.get(2)?])
+}
+
+/// The pids of this PID namespace whose real, effective or saved uid is `uid`: whether a
+/// uid is in use at all.
+pub fn processes_of(uid: u32) -> BTreeSet<u32> {
+    pids_where(|ids| ids.contains(&uid))
+}
+
+/// The pids of this PID namespace whose *real* uid is `uid`: a server's processes. A
+/// shielded prober (real uid 0, effective uid `uid`) is not one of them.
+pub fn processes_run_as(uid: u32) -> BTreeSet<u32> {
+    pids_where(|ids| ids[0] == uid)
+}
+
+fn pids_where(keep: impl Fn([u32; 3]) -> bool) -> BTreeSet<u32> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return BTreeSet::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| uids_of(*pid).is_some_and(&keep))
+        .collect()
 }
 
 #[cfg(test)]

@@ -214,7 +214,7 @@ pub struct SandboxOptions {
 impl Default for SandboxOptions {
     fn default() -> Self {
         Self {
-            path: super::sandbox::env::default_path(),
+            path: super::sut::default_path(),
         }
     }
 }

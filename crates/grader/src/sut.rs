@@ -4,9 +4,90 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+
 use super::procfs::ProcessSet;
-use super::sandbox::env::{self, ServerParams};
-use super::sandbox::IsolationError;
+
+/// The `PATH` a server gets unless the rubric names other folders.
+pub const SANDBOX_PATH: &[&str] = &["/usr/local/bin", "/usr/bin", "/bin"];
+
+/// [`SANDBOX_PATH`] as a list of folders.
+pub fn default_path() -> Vec<PathBuf> {
+    SANDBOX_PATH.iter().map(PathBuf::from).collect()
+}
+
+/// What a server is told through its environment.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ServerParams {
+    /// The work delay: the worker sleeps this long before replying.
+    #[serde(with = "seconds")]
+    pub delay: Duration,
+    /// The pool size of stage 2.
+    pub workers: u32,
+}
+
+impl Default for ServerParams {
+    fn default() -> Self {
+        Self {
+            delay: Duration::ZERO,
+            workers: 4,
+        }
+    }
+}
+
+/// A [`Duration`] as seconds (a decimal number) in JSON and TOML.
+pub mod seconds {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes the duration as seconds.
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+
+    /// Reads seconds (finite, at least 0) as a duration.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let secs = f64::deserialize(d)?;
+        Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Why a server could not be isolated: a failure on the grader's side, never a verdict on
+/// the submission. A check that meets one reports [`crate::outcome::Status::Error`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "detail", rename_all = "kebab-case")]
+pub enum IsolationError {
+    /// No backend can run here.
+    #[error("no isolation available: {0}")]
+    Unavailable(String),
+    /// A system call that builds the sandbox failed.
+    #[error("{step}: {reason}")]
+    Setup {
+        /// What was being done.
+        step: String,
+        /// What the system said.
+        reason: String,
+    },
+    /// A folder or file of the grader's own is not what it must be (a symlink, another
+    /// owner, a mode others can write).
+    #[error("unsafe path {path}: {reason}")]
+    UnsafePath {
+        /// The path.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// No sandbox uid was free.
+    #[error("no free sandbox uid: {0}")]
+    NoUid(String),
+    /// A helper process of the sandbox misbehaved or died.
+    #[error("sandbox helper: {0}")]
+    Helper(String),
+    /// The container agent failed or could not be reached.
+    #[error("agent: {0}")]
+    Agent(String),
+}
 
 /// Resource limits applied to the server and everything it starts.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -88,7 +169,7 @@ pub struct LaunchSpec {
     /// Resource limits.
     pub limits: Limits,
     /// The folders of the sandbox's `PATH`: bound read-only in a native sandbox.
-    #[serde(default = "env::default_path")]
+    #[serde(default = "default_path")]
     pub path: Vec<PathBuf>,
     /// Host paths of the grader's (the rubric, the results, other submissions) that a
     /// native sandbox hides if they lie in a folder it binds.
@@ -105,7 +186,7 @@ impl LaunchSpec {
             server: ServerParams::default(),
             env: Vec::new(),
             limits: Limits::default(),
-            path: env::default_path(),
+            path: default_path(),
             hidden: Vec::new(),
         }
     }

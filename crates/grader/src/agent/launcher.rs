@@ -14,7 +14,7 @@ use super::wire::{
 };
 use crate::procfs::ProcessSet;
 use crate::sandbox::shield::Shield;
-use crate::sandbox::IsolationError;
+use crate::sut::IsolationError;
 use crate::sut::{Exit, LaunchError, LaunchSpec, Launcher, Sut};
 
 /// How long [`AgentLauncher::new`] waits for the agent to come up (Compose starts both

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::probe::{self, Got};
 use crate::sandbox::shield::Shield;
-use crate::sandbox::IsolationError;
+use crate::sut::IsolationError;
 use crate::sut::Sut;
 use sysv_mq::{self as mq, MessageQueue};
 

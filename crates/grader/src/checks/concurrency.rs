@@ -4,11 +4,11 @@ use std::time::{Duration, Instant};
 
 use super::support::{faulted, missing, missing_replies, serial_bound, tally};
 use super::OutcomeBuilder;
-use crate::diagnosis::Symptom;
 use crate::outcome::{CheckId, Outcome};
 use crate::params::CheckParams;
 use crate::probe::{self, Pids};
 use crate::sut::{LaunchSpec, Launcher};
+use crate::symptom::Symptom;
 
 pub(super) fn concurrency(
     launcher: &dyn Launcher,

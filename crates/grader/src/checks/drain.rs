@@ -4,11 +4,11 @@ use std::time::{Duration, Instant};
 
 use super::support::{ended, faulted, tally};
 use super::OutcomeBuilder;
-use crate::diagnosis::Symptom;
 use crate::outcome::{CheckId, Outcome};
 use crate::params::CheckParams;
 use crate::probe::{self, Got, Pids};
 use crate::sut::{LaunchSpec, Launcher};
+use crate::symptom::Symptom;
 use sysv_mq::protocol;
 use sysv_mq::Wait;
 

@@ -15,13 +15,13 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::diagnosis::Symptom;
 use super::outcome::{CheckId, Outcome, Status};
 use super::params::CheckParams;
 use super::probe::{self, Pids};
-use super::sandbox::env::ServerParams;
-use super::sandbox::IsolationError;
+use super::sut::IsolationError;
+use super::sut::ServerParams;
 use super::sut::{Exit, LaunchError, LaunchSpec, Launcher, Sut};
+use super::symptom::Symptom;
 use sysv_mq::protocol;
 use sysv_mq::{self as mq, MessageQueue, Wait};
 

@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 use super::client::real_client;
 use super::support::{describe_strays, ended, missing};
 use super::OutcomeBuilder;
-use crate::diagnosis::Symptom;
 use crate::outcome::{CheckId, Outcome};
 use crate::params::CheckParams;
 use crate::probe::{self, Got, Pids};
 use crate::sut::{LaunchSpec, Launcher};
+use crate::symptom::Symptom;
 use sysv_mq::protocol;
 
 pub(super) fn reply(

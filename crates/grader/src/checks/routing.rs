@@ -5,11 +5,11 @@ use std::time::{Duration, Instant};
 
 use super::support::{describe_strays, ended, faulted, missing, tally, waves_of};
 use super::OutcomeBuilder;
-use crate::diagnosis::Symptom;
 use crate::outcome::{CheckId, Outcome};
 use crate::params::CheckParams;
 use crate::probe::{self, Pids};
 use crate::sut::{LaunchSpec, Launcher};
+use crate::symptom::Symptom;
 use sysv_mq::protocol;
 
 pub(super) fn routing(

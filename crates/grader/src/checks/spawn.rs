@@ -5,12 +5,12 @@ use std::time::{Duration, Instant};
 
 use super::support::{faulted, idle_baseline, missing, missing_replies, serial_bound, tally};
 use super::OutcomeBuilder;
-use crate::diagnosis::Symptom;
 use crate::outcome::{CheckId, Outcome};
 use crate::params::CheckParams;
 use crate::probe::{self, Pids};
 use crate::procfs::ThreadSampler;
 use crate::sut::{LaunchSpec, Launcher};
+use crate::symptom::Symptom;
 
 pub(super) fn spawn(
     launcher: &dyn Launcher,

@@ -5,11 +5,11 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::OutcomeBuilder;
-use crate::diagnosis::Symptom;
 use crate::outcome::Outcome;
 use crate::probe::Got;
 use crate::procfs::ThreadSampler;
 use crate::sut::Exit;
+use crate::symptom::Symptom;
 use sysv_mq as mq;
 
 /// "; the server ended (exit status 1)" when it has ended, else nothing: the tail of an

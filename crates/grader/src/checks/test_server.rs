@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::procfs::ProcessSet;
-use crate::sandbox::env::ServerParams;
+use crate::sut::ServerParams;
 use crate::sut::{Exit, LaunchError, LaunchSpec, Launcher, Sut};
 use sysv_mq::protocol::{self, Incoming};
 use sysv_mq::{MessageQueue, MqError, Selector, Wait};

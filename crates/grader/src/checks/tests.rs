@@ -9,8 +9,8 @@ use super::test_server::{fresh_key, Defect, QueueGuard, ThreadLauncher};
 use super::{run_check, spec_with};
 use crate::outcome::{CheckId, Outcome, Status};
 use crate::params::CheckParams;
-use crate::sandbox::env::ServerParams;
 use crate::sut::LaunchSpec;
+use crate::sut::ServerParams;
 use sysv_mq::MessageQueue;
 
 /// Parameters for the helper server: a thread answers in microseconds, so the checks' own

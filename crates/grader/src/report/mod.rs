@@ -173,7 +173,7 @@ pub(crate) mod fixtures {
             hint: (!passed).then(|| "reply with type pid+3".to_owned()),
             seconds,
             server_output: (!passed).then(|| NASTY.to_owned()),
-            symptom: (!passed).then_some(crate::diagnosis::Symptom::MissingReplies),
+            symptom: (!passed).then_some(crate::symptom::Symptom::MissingReplies),
             cause: None,
         }
     }

@@ -3,59 +3,13 @@
 //! contract, `TIMESERVER_DELAY` and `TIMESERVER_WORKERS`, from [`ServerParams`].
 
 use std::path::PathBuf;
-use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
-/// The `PATH` a server gets unless the rubric names other folders.
-pub const SANDBOX_PATH: &[&str] = &["/usr/local/bin", "/usr/bin", "/bin"];
-
-/// [`SANDBOX_PATH`] as a list of folders.
-pub fn default_path() -> Vec<PathBuf> {
-    SANDBOX_PATH.iter().map(PathBuf::from).collect()
-}
+use crate::sut::ServerParams;
 
 /// The variable that tells the server its work delay, in seconds.
 pub const DELAY_VAR: &str = "TIMESERVER_DELAY";
 /// The variable that tells the server its pool size.
 pub const WORKERS_VAR: &str = "TIMESERVER_WORKERS";
-
-/// What a server is told through its environment.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct ServerParams {
-    /// The work delay: the worker sleeps this long before replying.
-    #[serde(with = "seconds")]
-    pub delay: Duration,
-    /// The pool size of stage 2.
-    pub workers: u32,
-}
-
-impl Default for ServerParams {
-    fn default() -> Self {
-        Self {
-            delay: Duration::ZERO,
-            workers: 4,
-        }
-    }
-}
-
-/// A [`Duration`] as seconds (a decimal number) in JSON and TOML.
-pub mod seconds {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    /// Writes the duration as seconds.
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_f64(d.as_secs_f64())
-    }
-
-    /// Reads seconds (finite, at least 0) as a duration.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let secs = f64::deserialize(d)?;
-        Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
-    }
-}
 
 /// The whole environment of a server: `PATH` (the sandbox's folders, `path`), `LANG`,
 /// `HOME` (`home`, a folder it may write), Python's unbuffered and no-bytecode switches, the
@@ -89,6 +43,8 @@ pub fn server_env(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sut::default_path;
+    use std::time::Duration;
 
     #[test]
     fn the_contract_variables_are_written_once() {

@@ -292,7 +292,7 @@ impl Drop for LocalSut {
 /// that uid; then waits until no live process of the uid is left.
 pub fn reap(exe: &Path, uid: u32) -> Result<(), IsolationError> {
     let live = || {
-        uids::processes_run_as(uid)
+        crate::procfs::processes_run_as(uid)
             .into_iter()
             .filter(|pid| !crate::procfs::is_zombie(*pid))
             .count()
@@ -348,7 +348,7 @@ pub fn reap_main() -> i32 {
         // ESRCH: no process left that this uid may signal. Zombies still count until
         // their parent reaps them, so also look at what is still alive.
         let none = kill(everyone, None) == Err(Errno::ESRCH);
-        let alive = uids::processes_run_as(me)
+        let alive = crate::procfs::processes_run_as(me)
             .into_iter()
             .filter(|pid| *pid != std::process::id() && !crate::procfs::is_zombie(*pid))
             .count();

@@ -53,6 +53,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::sut::IsolationError;
+
 /// The hidden subcommand that runs one check in its own process (and, natively, namespaces).
 pub const CHECK_SUBCOMMAND: &str = "__check";
 /// The hidden subcommand that supervises a native server (outside its PID namespace).
@@ -131,42 +133,6 @@ impl Backend {
             Backend::Agent { .. } => "agent",
         }
     }
-}
-
-/// Why a server could not be isolated: a failure on the grader's side, never a verdict on
-/// the submission. A check that meets one reports [`crate::outcome::Status::Error`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
-#[serde(tag = "kind", content = "detail", rename_all = "kebab-case")]
-pub enum IsolationError {
-    /// No backend can run here.
-    #[error("no isolation available: {0}")]
-    Unavailable(String),
-    /// A system call that builds the sandbox failed.
-    #[error("{step}: {reason}")]
-    Setup {
-        /// What was being done.
-        step: String,
-        /// What the system said.
-        reason: String,
-    },
-    /// A folder or file of the grader's own is not what it must be (a symlink, another
-    /// owner, a mode others can write).
-    #[error("unsafe path {path}: {reason}")]
-    UnsafePath {
-        /// The path.
-        path: PathBuf,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// No sandbox uid was free.
-    #[error("no free sandbox uid: {0}")]
-    NoUid(String),
-    /// A helper process of the sandbox misbehaved or died.
-    #[error("sandbox helper: {0}")]
-    Helper(String),
-    /// The container agent failed or could not be reached.
-    #[error("agent: {0}")]
-    Agent(String),
 }
 
 impl IsolationError {

@@ -7,7 +7,6 @@
 //! at random from a large range that the current user namespace maps (see [`UidRange`]), and
 //! a uid under which some process still runs is never leased.
 
-use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -18,6 +17,7 @@ use nix::fcntl::{Flock, FlockArg};
 use rand::Rng;
 
 use super::IsolationError;
+use crate::procfs::processes_of;
 
 /// The environment variable that sets the sandbox uid range: `START:COUNT`.
 pub const UID_RANGE_ENV: &str = "POOLGRADE_UID_RANGE";
@@ -200,39 +200,6 @@ impl Drop for UidLease {
     }
 }
 
-/// The uids (real, effective and saved) of a process, from `/proc/<pid>/status`.
-pub fn uids_of(pid: u32) -> Option<[u32; 3]> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
-    let ids: Vec<u32> = line
-        .split_whitespace()
-        .filter_map(|w| w.parse().ok())
-        .collect();
-    Some([*ids.first()?, *ids.get(1)?, *ids.get(2)?])
-}
-
-/// The pids of this PID namespace whose real, effective or saved uid is `uid`: whether a
-/// uid is in use at all.
-pub fn processes_of(uid: u32) -> BTreeSet<u32> {
-    pids_where(|ids| ids.contains(&uid))
-}
-
-/// The pids of this PID namespace whose *real* uid is `uid`: a server's processes. A
-/// shielded prober (real uid 0, effective uid `uid`) is not one of them.
-pub fn processes_run_as(uid: u32) -> BTreeSet<u32> {
-    pids_where(|ids| ids[0] == uid)
-}
-
-fn pids_where(keep: impl Fn([u32; 3]) -> bool) -> BTreeSet<u32> {
-    let Ok(dir) = fs::read_dir("/proc") else {
-        return BTreeSet::new();
-    };
-    dir.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| uids_of(*pid).is_some_and(&keep))
-        .collect()
-}
-
 /// Removes everything owned by `uid` at the top of `dir` (a world-writable folder such as
 /// `/tmp`): files, symlinks (never followed) and whole folders. Returns how many entries went.
 /// Call it only once no process of `uid` is left, as root.
@@ -266,6 +233,7 @@ pub fn remove_files_of(uid: u32, dir: &Path) -> io::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
 
     #[test]
     fn the_range_comes_from_the_uid_map() {
