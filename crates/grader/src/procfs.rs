@@ -1,5 +1,6 @@
-//! What `/proc` says about a server: the processes of its tree, their live threads, and
-//! whether a thread is blocked in the message queue, and which processes run as a uid. Read-only; no `unsafe`.
+//! What `/proc` says about a server: the processes of its tree, their live threads, whether
+//! a thread is blocked in the message queue, and which processes run as a uid. Read-only;
+//! no `unsafe`.
 
 use std::collections::BTreeSet;
 use std::fs;
