@@ -498,3 +498,128 @@ fn a_check_that_dies_is_an_error_counted_at_its_full_maximum() {
     assert!(book.contains("error"), "{book}");
     assert_eq!(sandbox_processes(), Vec::<String>::new());
 }
+
+/// Grades the pool stage of a correct fixture with `POOLGRADE_CGROUP_ROOT=cgroup_root`
+/// (through `wrap`, a command prefix such as `unshare -m`), with or without the rubric's
+/// `accept_missing_limits`; returns (exit code, stdout, stderr).
+fn check_with_cgroup_root(
+    wrap: &[&str],
+    cgroup_root: &Path,
+    accept: bool,
+) -> (i32, String, String) {
+    let rubric_dir = tempfile::tempdir().unwrap();
+    let rubric = rubric_dir.path().join("rubric.toml");
+    std::fs::write(
+        &rubric,
+        format!("[limits]\naccept_missing_limits = {accept}\n"),
+    )
+    .unwrap();
+    let (program, prefix) = match wrap.split_first() {
+        Some((p, rest)) => (p.to_string(), rest.to_vec()),
+        None => (bin("poolgrade").display().to_string(), Vec::new()),
+    };
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(prefix);
+    if !wrap.is_empty() {
+        cmd.arg(bin("poolgrade"));
+    }
+    let run = cmd
+        .args(["check", "--stage", "pool", "--format", "json", "--rubric"])
+        .arg(&rubric)
+        .arg("--dir")
+        .arg(fixtures().join("submissions/correct-threads-ctime"))
+        .args(["--", "python3", "server_pool.py"])
+        .env("POOLGRADE_CGROUP_ROOT", cgroup_root)
+        .output()
+        .unwrap();
+    (
+        run.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&run.stdout).into_owned(),
+        String::from_utf8_lossy(&run.stderr).into_owned(),
+    )
+}
+
+/// A cgroup limit that cannot be set is an error, never dropped silently: with no cgroup
+/// hierarchy where the grader looks, every check could not be graded (exit 2) and says how
+/// to accept weaker isolation; with the rubric's `accept_missing_limits`, the stage grades
+/// and its results name the missing limits.
+#[test]
+#[serial(sandbox)]
+fn a_limit_that_cannot_be_set_is_an_error_unless_the_rubric_accepts_it() {
+    if !python_sysv_ipc() {
+        return;
+    }
+    let nowhere = tempfile::tempdir().unwrap();
+    let (code, stdout, stderr) = check_with_cgroup_root(&[], nowhere.path(), false);
+    assert_eq!(code, 2, "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("could not be applied") && stderr.contains("accept_missing_limits"),
+        "the error says what is missing and how to accept it: {stderr}"
+    );
+    assert!(stderr.contains("no cgroup hierarchy"), "{stderr}");
+    let (code, stdout, stderr) = check_with_cgroup_root(&[], nowhere.path(), true);
+    assert_eq!(
+        code, 0,
+        "accepted, a correct server passes: {stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("WEAKER ISOLATION") && stdout.contains("no cgroup hierarchy"),
+        "the results name the weaker isolation: {stdout}"
+    );
+}
+
+/// The cgroup v2 code on this host: a private mount of the unified hierarchy (cgroup2), in
+/// a mount namespace of its own. Where the kernel has bound cpu, pids and memory to v1 (as
+/// here), v2 offers none of them: the group is made and joined, its limits cannot be set,
+/// and that is an error; accepted, the stage grades in a v2 group and the group is gone
+/// afterwards. Where v2 has the controllers (GitHub's runners), the limits are set and the
+/// first run passes instead; the test says which it saw.
+#[test]
+#[serial(sandbox)]
+fn the_cgroup_v2_code_runs_on_a_private_unified_hierarchy() {
+    if !python_sysv_ipc() {
+        return;
+    }
+    let mount = tempfile::tempdir().unwrap();
+    let m = mount.path().display().to_string();
+    // mount, run the grader (its arguments follow), list what is left, unmount.
+    let script = format!(
+        "mount -t cgroup2 none {m} || exit 97; \"$@\"; rc=$?; \
+         ls {m}/poolgrade | grep sandbox- >&2; cat {m}/cgroup.controllers >&2; \
+         umount {m}; exit $rc"
+    );
+    let wrap = [
+        "unshare",
+        "-m",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        &script,
+        "sh",
+    ];
+    let (code, stdout, stderr) = check_with_cgroup_root(&wrap, mount.path(), false);
+    assert_ne!(code, 97, "mounting cgroup2 failed: {stderr}");
+    let controllers = stderr.lines().last().unwrap_or_default().to_owned();
+    let has_all = ["cpu", "pids", "memory"]
+        .iter()
+        .all(|c| controllers.split_whitespace().any(|w| w == *c));
+    eprintln!("cgroup2 controllers here: {controllers:?}");
+    if has_all {
+        assert_eq!(code, 0, "v2 with its controllers: {stdout}\n{stderr}");
+        assert!(stdout.contains("cgroup v2: cpu, pids, memory"), "{stdout}");
+    } else {
+        assert_eq!(code, 2, "{stdout}\n{stderr}");
+        assert!(stderr.contains("could not be applied"), "{stderr}");
+        let (code, stdout, stderr) = check_with_cgroup_root(&wrap, mount.path(), true);
+        assert_eq!(code, 0, "{stdout}\n{stderr}");
+        assert!(
+            stdout.contains("cgroup v2: ") && stdout.contains("WEAKER ISOLATION"),
+            "{stdout}"
+        );
+    }
+    assert!(
+        !stderr.contains("sandbox-"),
+        "a sandbox group outlived its check: {stderr}"
+    );
+}

@@ -87,6 +87,14 @@ pub enum IsolationError {
     /// The container agent failed or could not be reached.
     #[error("agent: {0}")]
     Agent(String),
+    /// Limits the backend promises could not be applied, and the rubric does not accept
+    /// grading without them.
+    #[error(
+        "the server's limits could not be applied ({0}); poolgrade does not run a server \
+         without them. To grade anyway, with weaker isolation that the results then name, set \
+         `accept_missing_limits = true` under [limits] in the rubric"
+    )]
+    LimitsNotApplied(String),
 }
 
 /// Resource limits applied to the server and everything it starts.
@@ -106,6 +114,10 @@ pub struct Limits {
     /// Most bytes of the server's output (stdout and stderr) kept for feedback; the rest is
     /// read and dropped so a chatty server never blocks or fills the disk.
     pub max_output_bytes: usize,
+    /// Grade even when the cgroup limits (CPU, processes, resident memory) cannot be set,
+    /// for instance on a host without the controllers: the results then name each limit
+    /// that is missing. Off by default: a limit that cannot be applied is an error.
+    pub accept_missing_limits: bool,
 }
 
 impl Default for Limits {
@@ -116,6 +128,7 @@ impl Default for Limits {
             max_resident_mib: 256,
             max_cpu_secs: 60,
             max_output_bytes: 16 * 1024,
+            accept_missing_limits: false,
         }
     }
 }

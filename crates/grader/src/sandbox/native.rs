@@ -243,15 +243,37 @@ impl Launcher for NativeLauncher {
             user: self.uid().map(|u| (u, u)),
             parent_death_signal: false,
         };
-        let cgroup = self.uid().and_then(|u| Cgroup::create(u, &spec.limits));
+        // As root, the cgroup's limits are part of the isolation: one that cannot be set
+        // stops the launch unless the rubric accepts weaker isolation, which the results
+        // then name. Without a uid (a user namespace) the backend promises rlimits only.
+        let (cgroup, not_set) = match self.uid().map(|u| Cgroup::create(u, &spec.limits)) {
+            None => (None, Vec::new()),
+            Some(Ok(g)) => {
+                let missing = g.missing().to_vec();
+                (Some(g), missing)
+            }
+            Some(Err(why)) => (None, vec![format!("cpu, pids, memory ({why})")]),
+        };
+        if !not_set.is_empty() && !spec.limits.accept_missing_limits {
+            return Err(LaunchError::Isolation(IsolationError::LimitsNotApplied(
+                format!("cgroup limits not set: {}", not_set.join("; ")),
+            )));
+        }
         let mut isolation = vec![match self.uid() {
             Some(_) => format!("native: own IPC, network, UTS, PID and mount namespaces; a minimal read-only root with the submission copied to {SUBMISSION_DIR}, fresh /tmp, /var/tmp and /dev/shm, own /proc; a uid leased for this check alone"),
             None => format!("user namespace: own user, IPC, network, UTS, PID and mount namespaces; a minimal read-only root with the submission copied to {SUBMISSION_DIR}, fresh /tmp, /var/tmp and /dev/shm, own /proc; the grader's own uid"),
         }];
-        isolation.push(match &cgroup {
-            Some(g) => g.describe(),
-            None => "no cgroup (rlimits only)".into(),
+        isolation.push(match (&cgroup, self.uid()) {
+            (Some(g), _) => g.describe(),
+            (None, None) => "no cgroup (rlimits only)".into(),
+            (None, Some(_)) => "no cgroup".into(),
         });
+        if !not_set.is_empty() {
+            isolation.push(format!(
+                "WEAKER ISOLATION accepted by the rubric (limits.accept_missing_limits): not set: {}",
+                not_set.join("; ")
+            ));
+        }
         if let Ok(mut d) = self.described.lock() {
             *d = isolation.join("; ");
         }
