@@ -9,4 +9,5 @@ mod grader;
 mod interop;
 mod isolation;
 mod primes;
+mod reports;
 mod server;

@@ -62,6 +62,7 @@ pub fn missing_file_report(dir: &Path, stage: Stage, rubric: &Rubric) -> Option<
             server_output: None,
             symptom: None,
             cause: None,
+            timeline: None,
         })
         .collect();
     Some(StageReport {

@@ -470,6 +470,7 @@ mod tests {
                 server_output: None,
                 symptom: None,
                 cause: None,
+                timeline: None,
             },
             isolation: "native: test".into(),
             command: vec!["python3".into()],

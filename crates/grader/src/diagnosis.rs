@@ -64,6 +64,7 @@ mod tests {
             server_output: None,
             symptom,
             cause: None,
+            timeline: None,
         }
     }
 

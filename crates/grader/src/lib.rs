@@ -12,6 +12,7 @@
 //! | [`procfs`] | what `/proc` says about the server: its processes and live threads |
 //! | [`probe`] | the probing clients: synthetic pids, blocking receives, replies with timings |
 //! | [`outcome`] | what grading produces, as data: stages, check ids, outcomes, events |
+//! | [`timeline`] | what a timed check saw, as data: each request from send to reply, the server's threads, the expected waves |
 //! | [`params`] | the knobs of the checks ([`params::CheckParams`]), from the rubric down to each check |
 //! | [`checks`] | the check catalogue: one file per check id, each returning an outcome |
 //! | [`symptom`] | what a check can diagnose of the replies (duplicated, misrouted, missing, too early, too late), in words and with advice |
@@ -40,3 +41,4 @@ pub mod sandbox;
 pub mod sut;
 pub mod symptom;
 pub mod text;
+pub mod timeline;

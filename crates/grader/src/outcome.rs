@@ -247,6 +247,9 @@ pub struct Outcome {
     /// (set across the stage by [`crate::diagnosis::trace`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cause: Option<Cause>,
+    /// What a timed check saw, request by request, when it sent several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<crate::timeline::Timeline>,
 }
 
 impl Outcome {
@@ -267,6 +270,7 @@ impl Outcome {
             server_output: None,
             symptom: None,
             cause: None,
+            timeline: None,
         }
     }
 

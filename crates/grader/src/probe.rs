@@ -65,6 +65,11 @@ pub struct Pending {
 }
 
 impl Pending {
+    /// When the request was sent.
+    pub fn sent_at(&self) -> Instant {
+        self.sent_at
+    }
+
     /// Waits until `deadline` for the reply; later calls return the same answer.
     pub fn wait_until(&mut self, deadline: Instant) -> Got {
         if let Some(got) = &self.got {
@@ -215,6 +220,154 @@ pub fn burst(
     Ok(pending)
 }
 
+/// Sends a burst like [`burst`] while a [`QueueWatcher`] looks at the queue, so that the
+/// moment the server takes each request is known.
+pub fn burst_watched(
+    queue: MessageQueue,
+    pids: &mut Pids,
+    n: usize,
+) -> std::result::Result<(Vec<Pending>, QueueWatcher), MqError> {
+    let mut pending: Vec<Pending> = (0..n).map(|_| start_waiter(queue, pids.take())).collect();
+    let watcher = QueueWatcher::start(queue);
+    for p in &mut pending {
+        p.sent_at = Instant::now();
+        watcher.sent(p.pid, p.sent_at);
+        queue.send(
+            protocol::REQUEST_TYPE,
+            &protocol::request_body(p.pid),
+            Wait::NoWait,
+        )?;
+    }
+    Ok((pending, watcher))
+}
+
+/// Bytes read of each message the watcher looks at: a queue's largest message by default
+/// (`MSGMAX`), since reading a message in place fails when it is longer than the buffer.
+const PEEK_BUFFER: usize = 8192;
+
+/// Watches which requests are still in the queue, every millisecond or so, by reading the
+/// queue in place (`MSG_COPY`, which takes nothing): a request sent and then missing from
+/// two reads in a row was taken by the server at the first of them. Stops with
+/// [`QueueWatcher::stop`]; on a kernel without `MSG_COPY` it sees nothing and says so.
+pub struct QueueWatcher {
+    queue: MessageQueue,
+    stop: Arc<AtomicBool>,
+    state: Arc<std::sync::Mutex<WatchState>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct WatchState {
+    /// Pid → (sent, absent from the read that started at this instant, taken).
+    requests: std::collections::HashMap<i64, (Instant, Option<Instant>, Option<Instant>)>,
+    /// Whether reading the queue in place works here.
+    works: bool,
+    /// Whether a read has succeeded.
+    read_once: bool,
+}
+
+impl WatchState {
+    /// Reads the queue once and notes which sent requests are gone. False when the queue
+    /// cannot be read (any more).
+    fn read(&mut self, queue: MessageQueue) -> bool {
+        let began = Instant::now();
+        let mut present = std::collections::HashSet::new();
+        for index in 0..=10_000 {
+            // Room for the largest message: MSG_COPY fails on a longer one.
+            match queue.peek(index, PEEK_BUFFER) {
+                Ok(m) if m.mtype == protocol::REQUEST_TYPE => {
+                    if let Ok(pid) = protocol::parse_pid(&m.body) {
+                        present.insert(pid);
+                    }
+                }
+                Ok(_) => {}
+                Err(MqError::NoMessage) => break,
+                Err(_) => {
+                    // No MSG_COPY here (the first read fails), or the queue went.
+                    self.works &= self.read_once;
+                    return false;
+                }
+            }
+        }
+        self.read_once = true;
+        for (pid, (sent, absent_since, taken)) in self.requests.iter_mut() {
+            if taken.is_some() || *sent >= began {
+                continue;
+            }
+            if present.contains(pid) {
+                *absent_since = None;
+            } else if let Some(first) = *absent_since {
+                *taken = Some(first);
+            } else {
+                *absent_since = Some(began);
+            }
+        }
+        true
+    }
+}
+
+impl QueueWatcher {
+    /// Starts watching `queue`.
+    pub fn start(queue: MessageQueue) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let state = Arc::new(std::sync::Mutex::new(WatchState {
+            works: true,
+            ..WatchState::default()
+        }));
+        let (s, st) = (stop.clone(), state.clone());
+        let handle = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                let more = st.lock().map(|mut g| g.read(queue)).unwrap_or(false);
+                if !more {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        Self {
+            queue,
+            stop,
+            state,
+            handle: Some(handle),
+        }
+    }
+
+    /// Notes that the request of `pid` was sent at `at` (just before it is).
+    pub fn sent(&self, pid: i64, at: Instant) {
+        if let Ok(mut g) = self.state.lock() {
+            g.requests.insert(pid, (at, None, None));
+        }
+    }
+
+    /// Stops watching, after one last read. Returns, per pid, when its request was seen
+    /// taken: at the first of two reads without it, or at the last read when only that one
+    /// missed it (the request was gone by then); and whether the queue could be read.
+    pub fn stop(mut self) -> (std::collections::HashMap<i64, Instant>, bool) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+        let Ok(mut g) = self.state.lock() else {
+            return (Default::default(), false);
+        };
+        if g.works {
+            g.read(self.queue);
+        }
+        let taken = g
+            .requests
+            .iter()
+            .filter_map(|(pid, (_, absent, taken))| taken.or(*absent).map(|t| (*pid, t)))
+            .collect();
+        (taken, g.works && g.read_once)
+    }
+}
+
+impl Drop for QueueWatcher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Waits for every pending client until `deadline`.
 pub fn collect(pending: &mut [Pending], deadline: Instant) -> Vec<Got> {
     pending.iter_mut().map(|p| p.wait_until(deadline)).collect()
@@ -264,6 +417,41 @@ mod tests {
             assert_eq!(m.body, b"hi");
         }
         assert!(drain_queue(q.0).is_empty());
+    }
+
+    #[test]
+    fn the_watcher_sees_each_request_taken_after_it_was_sent_in_queue_order() {
+        let q = scratch();
+        let queue = q.0;
+        // A server that takes one request every 50 ms, in queue order.
+        let server = std::thread::spawn(move || {
+            for _ in 0..3 {
+                std::thread::sleep(Duration::from_millis(50));
+                let m = queue.receive(Selector::Exact(1), Wait::Block).unwrap();
+                let pid = protocol::parse_pid(&m.body).unwrap();
+                queue.send(pid + 3, b"hi", Wait::Block).unwrap();
+            }
+        });
+        let mut pids = Pids::new();
+        let (mut pending, watcher) = burst_watched(q.0, &mut pids, 3).unwrap();
+        let got = collect(&mut pending, Instant::now() + Duration::from_secs(10));
+        server.join().unwrap();
+        let (taken, works) = watcher.stop();
+        if !works {
+            eprintln!("SKIPPED: MSG_COPY is not built into this kernel");
+            return;
+        }
+        assert!(got.iter().all(|g| g.reply().is_some()));
+        let times: Vec<Instant> = pending
+            .iter()
+            .map(|p| {
+                let t = taken[&p.pid];
+                assert!(t >= p.sent_at(), "taken before it was sent");
+                t
+            })
+            .collect();
+        // The server takes them in the order sent, so no later request is seen taken first.
+        assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
     }
 
     #[test]

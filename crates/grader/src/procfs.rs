@@ -128,6 +128,8 @@ pub struct ThreadSamples {
     pub low: usize,
     /// Every distinct thread seen alive.
     pub distinct: BTreeSet<Task>,
+    /// When the live count changed, and to what: the first sample, then each change.
+    pub series: Vec<(Instant, usize)>,
 }
 
 /// Samples the live threads of a process tree every few milliseconds on a background
@@ -150,7 +152,11 @@ impl ThreadSampler {
         let handle = std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
                 let tasks = tree_threads(root);
+                let at = Instant::now();
                 if let Ok(mut g) = st.lock() {
+                    if g.series.last().map(|&(_, n)| n) != Some(tasks.len()) {
+                        g.series.push((at, tasks.len()));
+                    }
                     g.samples += 1;
                     g.peak = g.peak.max(tasks.len());
                     g.low = g.low.min(tasks.len());

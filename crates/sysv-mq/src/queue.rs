@@ -271,22 +271,32 @@ impl MessageQueue {
 
     /// Like [`receive`](Self::receive) with a caller-chosen limit on the text.
     pub fn receive_max(&self, selector: Selector, max_len: usize, wait: Wait) -> Result<Message> {
-        let word = std::mem::size_of::<libc::c_long>();
-        let mut buf = vec![0u8; word + max_len];
         let mut flags = libc::MSG_NOERROR;
         if wait == Wait::NoWait {
             flags |= libc::IPC_NOWAIT;
         }
+        self.msgrcv(selector.msgtyp(), max_len, flags)
+    }
+
+    /// A copy of the message at position `index` of the queue (0 is the oldest), left in
+    /// place (`MSG_COPY`): how an observer sees which requests are still waiting without
+    /// taking any. [`MqError::NoMessage`] past the last message; an [`MqError::Os`] with
+    /// `ENOSYS` on a kernel built without `CONFIG_CHECKPOINT_RESTORE`.
+    pub fn peek(&self, index: usize, max_len: usize) -> Result<Message> {
+        let index = libc::c_long::try_from(index).map_err(|_| MqError::NoMessage)?;
+        self.msgrcv(
+            index,
+            max_len,
+            libc::MSG_COPY | libc::IPC_NOWAIT | libc::MSG_NOERROR,
+        )
+    }
+
+    /// `msgrcv(2)` into a buffer of a long plus `max_len` bytes, decoded.
+    fn msgrcv(&self, msgtyp: libc::c_long, max_len: usize, flags: libc::c_int) -> Result<Message> {
+        let word = std::mem::size_of::<libc::c_long>();
+        let mut buf = vec![0u8; word + max_len];
         // SAFETY: buf has room for a long plus max_len bytes, which is what msgrcv may write.
-        let n = unsafe {
-            libc::msgrcv(
-                self.id,
-                buf.as_mut_ptr().cast(),
-                max_len,
-                selector.msgtyp(),
-                flags,
-            )
-        };
+        let n = unsafe { libc::msgrcv(self.id, buf.as_mut_ptr().cast(), max_len, msgtyp, flags) };
         if n >= 0 {
             let n = n as usize;
             let mut raw = [0u8; std::mem::size_of::<libc::c_long>()];
@@ -643,6 +653,26 @@ mod tests {
             Err(MqError::Removed)
         ));
         assert!(matches!(q.remove(), Err(MqError::Removed)));
+    }
+
+    #[test]
+    fn peek_reads_a_message_by_position_and_leaves_it_queued() {
+        let q = scratch();
+        q.0.send(1, b"first", Wait::NoWait).unwrap();
+        q.0.send(9, b"second", Wait::NoWait).unwrap();
+        match q.0.peek(1, 64) {
+            Ok(m) => {
+                assert_eq!((m.mtype, m.body.as_slice()), (9, &b"second"[..]));
+                assert_eq!(q.0.peek(0, 64).unwrap().body, b"first");
+                assert!(matches!(q.0.peek(2, 64), Err(MqError::NoMessage)));
+                assert_eq!(q.0.stat().unwrap().messages, 2, "nothing was taken");
+            }
+            // A kernel without CONFIG_CHECKPOINT_RESTORE: nothing to peek with.
+            Err(MqError::Os { source, .. }) if source.raw_os_error() == Some(libc::ENOSYS) => {
+                eprintln!("SKIPPED: MSG_COPY is not built into this kernel")
+            }
+            Err(e) => panic!("peek: {e}"),
+        }
     }
 
     #[test]

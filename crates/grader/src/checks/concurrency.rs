@@ -9,6 +9,7 @@ use crate::params::CheckParams;
 use crate::probe::{self, Pids};
 use crate::sut::{LaunchSpec, Launcher};
 use crate::symptom::Symptom;
+use crate::timeline::Timeline;
 
 pub(super) fn concurrency(
     launcher: &dyn Launcher,
@@ -41,6 +42,8 @@ pub(super) fn concurrency(
     if let Some(o) = faulted(&r, &got) {
         return o;
     }
+    // Served side by side: one wave of all n, one delay long.
+    r.record(&pending, &got, &[], None, Timeline::waves_of(n, n, d));
     let (served, lat) = tally(&got);
     let total = lat.last().copied().unwrap_or_default().as_secs_f64();
     if served == n && total <= limit {

@@ -53,6 +53,7 @@ pub(super) fn drain(
     if let Some(o) = faulted(&r, &got) {
         return o;
     }
+    r.record(&pending, &got, &[], None, Vec::new());
     let (served, _) = tally(&got);
     if served == k {
         return r.pass(

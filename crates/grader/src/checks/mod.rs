@@ -12,6 +12,7 @@
 //! Every check reads the same [`CheckParams`] (the rubric's `[params]`) and finds its
 //! server's queue under the key it is given: [`protocol::DEFAULT_KEY`] when grading.
 
+use std::cell::RefCell;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,7 @@ use super::sut::IsolationError;
 use super::sut::ServerParams;
 use super::sut::{Exit, LaunchError, LaunchSpec, Launcher, Sut};
 use super::symptom::Symptom;
+use super::timeline::{Observed, Timeline, Wave};
 use sysv_mq::protocol;
 use sysv_mq::{self as mq, MessageQueue, Wait};
 
@@ -89,11 +91,14 @@ pub fn run_check(
     outcome
 }
 
-/// Builds outcomes with the check's id and timing filled in.
+/// Builds outcomes with the check's id and timing filled in, and the timeline of its bursts
+/// (see [`OutcomeBuilder::record`]).
 struct OutcomeBuilder {
     id: CheckId,
     began: Instant,
     did: String,
+    timeline: RefCell<Option<Timeline>>,
+    watcher: RefCell<Option<probe::QueueWatcher>>,
 }
 
 impl OutcomeBuilder {
@@ -102,6 +107,53 @@ impl OutcomeBuilder {
             id,
             began: Instant::now(),
             did: did.into(),
+            timeline: RefCell::new(None),
+            watcher: RefCell::new(None),
+        }
+    }
+
+    /// Records the last burst ([`OutcomeBuilder::burst`]) on the check's timeline: when
+    /// each request was sent, taken and answered (`got`, in the order of `pending`), the
+    /// replies of its type left over in `stray`, the server's thread counts if `threads`
+    /// were sampled, and the `waves` the check expects. Every outcome built afterwards
+    /// carries the timeline; a second burst joins the first.
+    fn record(
+        &self,
+        pending: &[probe::Pending],
+        got: &[probe::Got],
+        stray: &[mq::Message],
+        threads: Option<&crate::procfs::ThreadSamples>,
+        waves: Vec<Wave>,
+    ) {
+        let end = Instant::now();
+        let (taken, watched) = match self.watcher.borrow_mut().take() {
+            Some(w) => w.stop(),
+            None => (Default::default(), false),
+        };
+        let observed: Vec<Observed> = pending
+            .iter()
+            .zip(got)
+            .map(|(p, g)| {
+                let reply = g.reply().map(|(_, latency)| p.sent_at() + latency);
+                Observed {
+                    pid: p.pid,
+                    sent: p.sent_at(),
+                    // Seen gone by then; a request answered earlier was taken before that.
+                    taken: taken.get(&p.pid).map(|&t| reply.map_or(t, |r| t.min(r))),
+                    reply,
+                    extra: stray
+                        .iter()
+                        .filter(|m| Some(m.mtype) == protocol::reply_type(p.pid))
+                        .count(),
+                }
+            })
+            .collect();
+        let series = threads.map(|t| t.series.as_slice()).unwrap_or_default();
+        let burst = Timeline::build(self.began, &observed, series, waves, end, watched);
+        let mut slot = self.timeline.borrow_mut();
+        match slot.as_mut() {
+            Some(t) => t.extend(burst),
+            None => *slot = Some(burst),
         }
     }
 
@@ -117,6 +169,7 @@ impl OutcomeBuilder {
             server_output: None,
             symptom: None,
             cause: None,
+            timeline: self.timeline.borrow().clone(),
         }
     }
 
@@ -140,6 +193,7 @@ impl OutcomeBuilder {
                 .filter(|t| !t.trim().is_empty()),
             symptom: None,
             cause: None,
+            timeline: self.timeline.borrow().clone(),
         }
     }
 
@@ -198,14 +252,16 @@ impl OutcomeBuilder {
         pids: &mut Pids,
         n: usize,
     ) -> Result<Vec<probe::Pending>, Box<Outcome>> {
-        probe::burst(running.queue, pids, n).map_err(|e| {
+        let (pending, watcher) = probe::burst_watched(running.queue, pids, n).map_err(|e| {
             Box::new(self.fail(
                 expected,
                 format!("sending failed: {e}"),
                 "keep the queue open while serving",
                 Some(running.sut.as_ref()),
             ))
-        })
+        })?;
+        *self.watcher.borrow_mut() = Some(watcher);
+        Ok(pending)
     }
 
     /// One request, answered, before anything is measured: a server that builds its pool at

@@ -14,6 +14,7 @@ use crate::probe::{self, Pids};
 use crate::procfs::ThreadSampler;
 use crate::sut::{LaunchSpec, Launcher};
 use crate::symptom::Symptom;
+use crate::timeline::Timeline;
 
 pub(super) fn pool_bounded(
     launcher: &dyn Launcher,
@@ -57,6 +58,13 @@ pub(super) fn pool_bounded(
     }
     sampler.wait_samples(2, Duration::from_secs(1));
     let seen = sampler.snapshot();
+    r.record(
+        &pending,
+        &got,
+        &[],
+        Some(&seen),
+        Timeline::waves_of(n, w, d),
+    );
     let (served, lat) = tally(&got);
     let rise = seen.peak.saturating_sub(baseline);
     let first_wave = lat.iter().filter(|l| l.as_secs_f64() < 1.5 * d).count();

@@ -9,6 +9,7 @@ use crate::params::CheckParams;
 use crate::probe::{self, Pids};
 use crate::procfs::ThreadSampler;
 use crate::sut::{LaunchSpec, Launcher};
+use crate::timeline::Timeline;
 
 pub(super) fn pool_reuse(
     launcher: &dyn Launcher,
@@ -42,6 +43,13 @@ pub(super) fn pool_reuse(
         if let Some(o) = faulted(&r, &got) {
             return o;
         }
+        r.record(
+            &pending,
+            &got,
+            &[],
+            Some(&sampler.snapshot()),
+            Timeline::waves_of(n, w, d),
+        );
         let (served, _) = tally(&got);
         if served < n {
             let exit = running.sut.poll_exit();

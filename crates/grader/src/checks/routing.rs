@@ -37,6 +37,7 @@ pub(super) fn routing(
     }
     std::thread::sleep(Duration::from_millis(300));
     let stray = probe::drain_queue(running.queue);
+    r.record(&pending, &got, &stray, None, Vec::new());
     let ours: BTreeSet<i64> = pending
         .iter()
         .map(|x| x.pid + protocol::REPLY_OFFSET)

@@ -11,6 +11,7 @@ use crate::probe::{self, Pids};
 use crate::procfs::ThreadSampler;
 use crate::sut::{LaunchSpec, Launcher};
 use crate::symptom::Symptom;
+use crate::timeline::Timeline;
 
 pub(super) fn spawn(
     launcher: &dyn Launcher,
@@ -52,6 +53,14 @@ pub(super) fn spawn(
         }
         sampler.wait_samples(2, Duration::from_secs(1));
         let seen = sampler.snapshot();
+        // A thread per request: one wave of all n.
+        r.record(
+            &pending,
+            &got,
+            &[],
+            Some(&seen),
+            Timeline::waves_of(n, n, d),
+        );
         let (served, lat) = tally(&got);
         if served < n {
             let exit = running.sut.poll_exit();

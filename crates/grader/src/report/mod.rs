@@ -175,6 +175,7 @@ pub(crate) mod fixtures {
             server_output: (!passed).then(|| NASTY.to_owned()),
             symptom: (!passed).then_some(crate::symptom::Symptom::MissingReplies),
             cause: None,
+            timeline: None,
         }
     }
 

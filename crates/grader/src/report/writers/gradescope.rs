@@ -10,7 +10,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::{single_submission, write_json, ReportError};
-use crate::outcome::StageReport;
+use crate::outcome::{Outcome, StageReport, Status};
 use crate::report::{
     clean_text, feedback_text, points, round_score, stage_number, summary, test_name,
 };
@@ -71,8 +71,8 @@ pub fn gradescope_results(reports: &[StageReport], rubric: &Rubric) -> Gradescop
                     score: points(o, rubric),
                     max_score: rubric.check_weight(o.id),
                     status: if o.passed() { "passed" } else { "failed" }.to_owned(),
-                    output: clean_text(&feedback_text(o)),
-                    output_format: "text".to_owned(),
+                    output: output_of(o).0,
+                    output_format: output_of(o).1.to_owned(),
                     tags: vec![format!("stage:{}", r.stage), format!("check:{}", o.id)],
                     visibility: rubric.visibility(o.id),
                     number: format!("{}.{}", stage_number(r.stage), i + 1),
@@ -92,6 +92,22 @@ pub fn gradescope_results(reports: &[StageReport], rubric: &Rubric) -> Gradescop
         stdout_visibility: rubric.gradescope.stdout_visibility,
         tests,
     }
+}
+
+/// Largest HTML output of one test: a failed check's timeline is left out past this, so
+/// that results.json stays far under Gradescope's size limits.
+pub const HTML_OUTPUT_LIMIT: usize = 48 * 1024;
+
+/// A test's output and its format: for a failed check with a timeline, the feedback and
+/// the timeline as HTML (Gradescope shows it drawn); otherwise the feedback as text.
+fn output_of(o: &Outcome) -> (String, &'static str) {
+    if o.status == Status::Failed && o.timeline.is_some() {
+        let html = super::check_html(o);
+        if html.len() <= HTML_OUTPUT_LIMIT {
+            return (html, "html");
+        }
+    }
+    (clean_text(&feedback_text(o)), "text")
 }
 
 /// The top-level output: [`summary`], then one line per stage whose isolation is described.
@@ -133,6 +149,41 @@ mod tests {
 
     fn read(path: &Path) -> Value {
         serde_json::from_str(&std::fs::read_to_string(path).expect("read")).expect("json")
+    }
+
+    #[test]
+    fn a_failed_check_with_a_timeline_shows_it_as_html_with_its_text_escaped() {
+        use crate::timeline::{RequestOutcome, RequestTrace, Timeline};
+        let rubric = rubric();
+        let mut reports = vec![report("alice", Stage::Pool, &[CheckId::Routing])];
+        let timeline = Timeline {
+            offset_s: 0.5,
+            requests: vec![RequestTrace {
+                pid: 301,
+                sent_s: 0.0,
+                taken_s: None,
+                reply_s: None,
+                outcome: RequestOutcome::Missing,
+            }],
+            threads: vec![],
+            waves: vec![],
+            end_s: 1.0,
+            queue_watched: false,
+        };
+        for o in &mut reports[0].outcomes {
+            o.timeline = Some(timeline.clone());
+        }
+        let results = gradescope_results(&reports, &rubric);
+        for t in &results.tests {
+            if t.status == "failed" {
+                assert_eq!(t.output_format, "html", "{}", t.name);
+                assert!(t.output.contains("<svg") && t.output.contains("<pre>"));
+                assert!(!t.output.contains("<3 clients"), "text is escaped");
+                assert!(t.output.contains("&lt;3 clients"));
+            } else {
+                assert_eq!(t.output_format, "text", "a passed check stays text");
+            }
+        }
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! Result writers: after grading, they turn the finished [`StageReport`]s and the
 //! [`Rubric`] into the grading platforms' files (Gradescope, JUnit XML, GitHub Classroom,
-//! PrairieLearn, a CSV gradebook), each written whole (a temporary file renamed over it).
-//! [`write_results`] writes every file of a run.
+//! PrairieLearn, a CSV gradebook) and HTML reports for people, each written whole (a
+//! temporary file renamed over it). [`write_results`] writes every file of a run.
 
 mod classroom;
 mod gradebook;
 mod gradescope;
+mod html;
 mod junit;
 mod prairielearn;
 
@@ -15,6 +16,10 @@ use std::path::{Path, PathBuf};
 pub use classroom::{classroom_result, write_classroom, ClassroomResult, ClassroomTest};
 pub use gradebook::{write_gradebook, Gradebook};
 pub use gradescope::{gradescope_results, write_gradescope, GradescopeResults, GradescopeTest};
+pub use html::{
+    check_html, escape as html_escape, index_html, report_html, timeline_svg, write_index_html,
+    write_report_html,
+};
 pub use junit::{junit_xml, write_junit};
 pub use prairielearn::{
     prairielearn_results, write_prairielearn, PrairieLearnResults, PrairieLearnTest,
@@ -23,9 +28,10 @@ pub use prairielearn::{
 use crate::outcome::StageReport;
 use crate::rubric::Rubric;
 
-/// Writes `DIR/<submission>/{results.json, junit.xml, classroom.json, prairielearn.json}`
-/// for each submission of `reports` and, for batches (`per_submission_dirs`),
-/// `DIR/gradebook.csv`; without `per_submission_dirs` the files go straight into `DIR`.
+/// Writes `DIR/<submission>/{results.json, junit.xml, classroom.json, prairielearn.json,
+/// report.html}` for each submission of `reports` and, for batches (`per_submission_dirs`),
+/// `DIR/gradebook.csv` and `DIR/index.html`; without `per_submission_dirs` the files go
+/// straight into `DIR`.
 pub fn write_results(
     out_dir: &Path,
     reports: &[StageReport],
@@ -49,6 +55,7 @@ pub fn write_results(
         write_junit(&dir.join("junit.xml"), &of_one)?;
         write_classroom(&dir.join("classroom.json"), &of_one, rubric)?;
         write_prairielearn(&dir.join("prairielearn.json"), &of_one, rubric)?;
+        write_report_html(&dir.join("report.html"), &of_one, rubric)?;
     }
     if per_submission_dirs {
         let mut book = Gradebook::new(rubric);
@@ -56,6 +63,7 @@ pub fn write_results(
             book.add_report(r);
         }
         book.write(&out_dir.join("gradebook.csv"))?;
+        write_index_html(&out_dir.join("index.html"), reports, rubric)?;
     }
     Ok(())
 }

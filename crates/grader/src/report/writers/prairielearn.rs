@@ -62,6 +62,7 @@ pub fn prairielearn_results(reports: &[StageReport], rubric: &Rubric) -> Prairie
                     server_output: None,
                     symptom: None,
                     cause: None,
+                    timeline: None,
                     ..o.clone()
                 })),
                 output: o
