@@ -8,6 +8,7 @@ mod containers;
 mod grader;
 mod interop;
 mod isolation;
+mod platforms_classroom;
 mod primes;
 mod reports;
 mod server;
