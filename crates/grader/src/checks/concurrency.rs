@@ -7,6 +7,7 @@ use super::OutcomeBuilder;
 use crate::outcome::{CheckId, Outcome};
 use crate::params::CheckParams;
 use crate::probe::{self, Pids};
+use crate::procfs::ThreadSampler;
 use crate::sut::{LaunchSpec, Launcher};
 use crate::symptom::Symptom;
 use crate::timeline::Timeline;
@@ -31,6 +32,8 @@ pub(super) fn concurrency(
     );
     let mut running = or_return!(r.start(&expected, launcher, base, p, key, p.delay));
     let mut pids = Pids::new();
+    // Thread counts for the timeline only: every 10 ms is enough to draw them.
+    let sampler = ThreadSampler::start(running.sut.processes(), Duration::from_millis(10));
     let mut pending = or_return!(r.burst(&expected, &running, &mut pids, n));
     // Deadlines from the moment the requests are out: readying the clients can take long
     // on a starved machine, and that time is not the server's.
@@ -43,7 +46,13 @@ pub(super) fn concurrency(
         return o;
     }
     // Served side by side: one wave of all n, one delay long.
-    r.record(&pending, &got, &[], None, Timeline::waves_of(n, n, d));
+    r.record(
+        &pending,
+        &got,
+        &[],
+        Some(&sampler.stop()),
+        Timeline::waves_of(n, n, d),
+    );
     let (served, lat) = tally(&got);
     let total = lat.last().copied().unwrap_or_default().as_secs_f64();
     if served == n && total <= limit {

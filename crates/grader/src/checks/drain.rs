@@ -7,6 +7,7 @@ use super::OutcomeBuilder;
 use crate::outcome::{CheckId, Outcome};
 use crate::params::CheckParams;
 use crate::probe::{self, Got, Pids};
+use crate::procfs::ThreadSampler;
 use crate::sut::{LaunchSpec, Launcher};
 use crate::symptom::Symptom;
 use sysv_mq::protocol;
@@ -27,6 +28,8 @@ pub(super) fn drain(
     let expected = "every request taken before the stop still gets its reply";
     let mut running = or_return!(r.start(expected, launcher, base, p, key, p.delay));
     let mut pids = Pids::new();
+    // Thread counts for the timeline only: every 10 ms is enough to draw them.
+    let sampler = ThreadSampler::start(running.sut.processes(), Duration::from_millis(10));
     let mut pending = or_return!(r.burst(expected, &running, &mut pids, k));
     // Wait until the server has taken every request (the queue holds no request).
     let deadline = Instant::now() + p.start_timeout;
@@ -53,7 +56,7 @@ pub(super) fn drain(
     if let Some(o) = faulted(&r, &got) {
         return o;
     }
-    r.record(&pending, &got, &[], None, Vec::new());
+    r.record(&pending, &got, &[], Some(&sampler.stop()), Vec::new());
     let (served, _) = tally(&got);
     if served == k {
         return r.pass(

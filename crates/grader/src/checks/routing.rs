@@ -8,6 +8,7 @@ use super::OutcomeBuilder;
 use crate::outcome::{CheckId, Outcome};
 use crate::params::CheckParams;
 use crate::probe::{self, Pids};
+use crate::procfs::ThreadSampler;
 use crate::sut::{LaunchSpec, Launcher};
 use crate::symptom::Symptom;
 use sysv_mq::protocol;
@@ -29,6 +30,8 @@ pub(super) fn routing(
     let server_delay = Duration::from_secs_f64(delay);
     let mut running = or_return!(r.start(expected, launcher, base, p, key, server_delay));
     let mut pids = Pids::new();
+    // Thread counts for the timeline only: every 10 ms is enough to draw them.
+    let sampler = ThreadSampler::start(running.sut.processes(), Duration::from_millis(10));
     let mut pending = or_return!(r.burst(expected, &running, &mut pids, n));
     let budget = Duration::from_secs_f64(waves_of(n, 1) as f64 * delay) + p.start_timeout;
     let got = probe::collect(&mut pending, Instant::now() + budget);
@@ -37,7 +40,7 @@ pub(super) fn routing(
     }
     std::thread::sleep(Duration::from_millis(300));
     let stray = probe::drain_queue(running.queue);
-    r.record(&pending, &got, &stray, None, Vec::new());
+    r.record(&pending, &got, &stray, Some(&sampler.stop()), Vec::new());
     let ours: BTreeSet<i64> = pending
         .iter()
         .map(|x| x.pid + protocol::REPLY_OFFSET)
