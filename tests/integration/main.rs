@@ -10,6 +10,7 @@ mod interop;
 mod isolation;
 mod platforms_classroom;
 mod platforms_kubernetes;
+mod platforms_prairielearn;
 mod primes;
 mod reports;
 mod server;
