@@ -108,3 +108,35 @@ pub fn become_subreaper() {
 pub fn descendants(root: u32) -> Vec<u32> {
     grader::procfs::descendants(root)
 }
+
+/// Whether the Docker engine answers and every image of `images` exists. If not: panics with
+/// `REQUIRE_DOCKER=1` (as `.ci/run` sets, so CI never passes a container test silently),
+/// otherwise prints `SKIPPED: <test>: <why>` and returns false.
+pub fn images_available(test: &str, images: &[String]) -> bool {
+    let mut why = None;
+    for image in images {
+        match Command::new("docker")
+            .args(["image", "inspect", "--format", "{{.Id}}", image])
+            .output()
+        {
+            Err(e) => why = Some(format!("cannot run the docker client: {e}")),
+            Ok(o) if o.status.success() => {}
+            Ok(o) => {
+                why = Some(format!(
+                "no Docker engine or no image {image} (build it with scripts/build-images.sh): {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            ))
+            }
+        }
+    }
+    match why {
+        None => true,
+        Some(why) if std::env::var("REQUIRE_DOCKER").as_deref() == Ok("1") => {
+            panic!("REQUIRE_DOCKER=1 but {why}")
+        }
+        Some(why) => {
+            eprintln!("SKIPPED: {test}: {why}");
+            false
+        }
+    }
+}

@@ -43,35 +43,10 @@ fn reference_ref() -> String {
         .unwrap_or_else(|_| "poolgrade-reference:latest".into())
 }
 
-/// Whether the Docker engine answers and both images exist. If not: panics with
-/// `REQUIRE_DOCKER=1`, otherwise prints `SKIPPED: <test>: <why>` and returns false.
+/// Whether the Docker engine answers and both images exist (see
+/// [`crate::common::images_available`]).
 fn docker_available(test: &str) -> bool {
-    let mut why = None;
-    for image in [grader_ref(), reference_ref()] {
-        match Command::new("docker")
-            .args(["image", "inspect", "--format", "{{.Id}}", &image])
-            .output()
-        {
-            Err(e) => why = Some(format!("cannot run the docker client: {e}")),
-            Ok(o) if o.status.success() => {}
-            Ok(o) => {
-                why = Some(format!(
-                "no Docker engine or no image {image} (build it with scripts/build-images.sh): {}",
-                String::from_utf8_lossy(&o.stderr).trim()
-            ))
-            }
-        }
-    }
-    match why {
-        None => true,
-        Some(why) if std::env::var("REQUIRE_DOCKER").as_deref() == Ok("1") => {
-            panic!("REQUIRE_DOCKER=1 but {why}")
-        }
-        Some(why) => {
-            eprintln!("SKIPPED: {test}: {why}");
-            false
-        }
-    }
+    crate::common::images_available(test, &[grader_ref(), reference_ref()])
 }
 
 fn image(full: &str) -> GenericImage {

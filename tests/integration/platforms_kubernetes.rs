@@ -542,31 +542,10 @@ fn grader_image() -> String {
     std::env::var("POOLGRADE_IMAGE").unwrap_or_else(|_| "poolgrade:latest".into())
 }
 
-/// Whether the engine answers and the grader image exists: if not, panics with
-/// `REQUIRE_DOCKER=1`, otherwise prints `SKIPPED: <test>: <why>` and returns false.
+/// Whether the Docker engine answers and the grader image exists (see
+/// [`crate::common::images_available`]).
 fn docker_available(test: &str) -> bool {
-    let why = match Command::new("docker")
-        .args(["image", "inspect", "--format", "{{.Id}}", &grader_image()])
-        .output()
-    {
-        Err(e) => Some(format!("cannot run the docker client: {e}")),
-        Ok(o) if o.status.success() => None,
-        Ok(o) => Some(format!(
-            "no Docker engine or no image {} (build it with scripts/build-images.sh): {}",
-            grader_image(),
-            String::from_utf8_lossy(&o.stderr).trim()
-        )),
-    };
-    match why {
-        None => true,
-        Some(why) if std::env::var("REQUIRE_DOCKER").as_deref() == Ok("1") => {
-            panic!("REQUIRE_DOCKER=1 but {why}")
-        }
-        Some(why) => {
-            eprintln!("SKIPPED: {test}: {why}");
-            false
-        }
-    }
+    crate::common::images_available(test, &[grader_image()])
 }
 
 /// Removes the named containers (running or not) when dropped.

@@ -30,31 +30,10 @@ fn pl_image() -> String {
     std::env::var("POOLGRADE_PL_IMAGE").unwrap_or_else(|_| "poolgrade-pl:latest".into())
 }
 
-/// Whether the Docker engine answers and the image exists. If not: panics with
-/// `REQUIRE_DOCKER=1`, otherwise prints `SKIPPED: <test>: <why>` and returns false.
+/// Whether the Docker engine answers and the PrairieLearn image exists (see
+/// [`crate::common::images_available`]).
 fn docker_available(test: &str) -> bool {
-    let image = pl_image();
-    let why = match Command::new("docker")
-        .args(["image", "inspect", "--format", "{{.Id}}", &image])
-        .output()
-    {
-        Err(e) => Some(format!("cannot run the docker client: {e}")),
-        Ok(o) if o.status.success() => None,
-        Ok(o) => Some(format!(
-            "no Docker engine or no image {image} (build it with scripts/build-images.sh): {}",
-            String::from_utf8_lossy(&o.stderr).trim()
-        )),
-    };
-    match why {
-        None => true,
-        Some(why) if std::env::var("REQUIRE_DOCKER").as_deref() == Ok("1") => {
-            panic!("REQUIRE_DOCKER=1 but {why}")
-        }
-        Some(why) => {
-            eprintln!("SKIPPED: {test}: {why}");
-            false
-        }
-    }
+    crate::common::images_available(test, &[pl_image()])
 }
 
 /// Removes the named container (running or not) when dropped.
