@@ -9,6 +9,7 @@ mod grader;
 mod interop;
 mod isolation;
 mod platforms_classroom;
+mod platforms_gradescope;
 mod platforms_kubernetes;
 mod platforms_prairielearn;
 mod primes;
