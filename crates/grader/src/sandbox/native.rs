@@ -122,6 +122,9 @@ pub struct InitRequest {
     pub pids_events: Option<PathBuf>,
     /// The process limit, for the message when it is hit.
     pub max_processes: u64,
+    /// The pid of the check process that starts `__init`: if it is no longer `__init`'s
+    /// parent once the parent-death signal is armed, it died first, and no server starts.
+    pub parent: u32,
 }
 
 /// Launches servers under a `__init` of their own, inside the namespaces the calling check
@@ -283,6 +286,7 @@ impl Launcher for NativeLauncher {
             cgroups: cgroup.as_ref().map(Cgroup::procs_files).unwrap_or_default(),
             pids_events: cgroup.as_ref().and_then(Cgroup::pids_events),
             max_processes: spec.limits.max_processes,
+            parent: std::process::id(),
         };
         let json = serde_json::to_vec(&request).map_err(|e| {
             LaunchError::Isolation(IsolationError::setup("encoding the request", e))
@@ -496,6 +500,12 @@ pub fn init_main() -> i32 {
             return 2;
         }
     };
+    // The parent-death signal was armed above: a check process that died before that
+    // sent none, and its orphan must not start a server nobody will stop.
+    if nix::unistd::getppid().as_raw() as u32 != request.parent {
+        say("setup-error the check process is gone".into());
+        return 2;
+    }
     let failed = Cgroup::join(&request.cgroups);
     if !failed.is_empty() {
         say(format!(
@@ -526,6 +536,10 @@ pub fn init_main() -> i32 {
             return 2;
         }
     };
+    if term.load(Ordering::Relaxed) {
+        say("setup-error stopped before the server started".into());
+        return 2;
+    }
     let server = match enter::spawn(
         &own_exe(),
         &request.entry,
