@@ -245,6 +245,10 @@ pub fn burst_watched(
 /// (`MSGMAX`), since reading a message in place fails when it is longer than the buffer.
 const PEEK_BUFFER: usize = 8192;
 
+/// Most messages the watcher reads in one look at the queue: far more than any burst sends,
+/// few enough that a server flooding its queue costs the watcher little.
+const WATCH_LIMIT: usize = 256;
+
 /// Watches which requests are still in the queue, every millisecond or so, by reading the
 /// queue in place (`MSG_COPY`, which takes nothing): a request sent and then missing from
 /// two reads in a row was taken by the server at the first of them. Stops with
@@ -272,7 +276,8 @@ impl WatchState {
     fn read(&mut self, queue: MessageQueue) -> bool {
         let began = Instant::now();
         let mut present = std::collections::HashSet::new();
-        for index in 0..=10_000 {
+        let mut whole = false;
+        for index in 0..WATCH_LIMIT {
             // Room for the largest message: MSG_COPY fails on a longer one.
             match queue.peek(index, PEEK_BUFFER) {
                 Ok(m) if m.mtype == protocol::REQUEST_TYPE => {
@@ -281,7 +286,10 @@ impl WatchState {
                     }
                 }
                 Ok(_) => {}
-                Err(MqError::NoMessage) => break,
+                Err(MqError::NoMessage) => {
+                    whole = true;
+                    break;
+                }
                 Err(_) => {
                     // No MSG_COPY here (the first read fails), or the queue went.
                     self.works &= self.read_once;
@@ -290,6 +298,11 @@ impl WatchState {
             }
         }
         self.read_once = true;
+        if !whole {
+            // A queue longer than the watcher reads (a server flooding it): the requests
+            // past the limit were not seen, which says nothing about whether they were taken.
+            return true;
+        }
         for (pid, (sent, absent_since, taken)) in self.requests.iter_mut() {
             if taken.is_some() || *sent >= began {
                 continue;
@@ -452,6 +465,31 @@ mod tests {
             .collect();
         // The server takes them in the order sent, so no later request is seen taken first.
         assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+    }
+
+    #[test]
+    fn the_watcher_claims_no_take_in_a_queue_longer_than_it_reads() {
+        let q = scratch();
+        // A flood the watcher cannot read to its end, then one request behind it.
+        for _ in 0..WATCH_LIMIT + 10 {
+            q.0.send(9, b"flood", Wait::NoWait).unwrap();
+        }
+        let watcher = QueueWatcher::start(q.0);
+        let sent = Instant::now();
+        watcher.sent(4242, sent);
+        q.0.send(
+            protocol::REQUEST_TYPE,
+            &protocol::request_body(4242),
+            Wait::NoWait,
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        let (taken, works) = watcher.stop();
+        if !works {
+            eprintln!("SKIPPED: MSG_COPY is not built into this kernel");
+            return;
+        }
+        assert_eq!(taken.get(&4242), None, "nobody took the request");
     }
 
     #[test]
