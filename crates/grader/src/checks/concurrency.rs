@@ -1,12 +1,12 @@
 //! `concurrency` shows requests sent at once are served side by side, not one by one.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::support::{faulted, missing, missing_replies, serial_bound, tally};
+use super::support::{missing, missing_replies, serial_bound, tally};
 use super::OutcomeBuilder;
 use crate::outcome::{CheckId, Outcome};
 use crate::params::CheckParams;
-use crate::probe::{self, Pids};
+use crate::probe::Pids;
 use crate::procfs::ThreadSampler;
 use crate::sut::{LaunchSpec, Launcher};
 use crate::symptom::Symptom;
@@ -34,17 +34,13 @@ pub(super) fn concurrency(
     let mut pids = Pids::new();
     // Thread counts for the timeline only: every 10 ms is enough to draw them.
     let sampler = ThreadSampler::start(running.sut.processes(), Duration::from_millis(10));
-    let mut pending = or_return!(r.burst(&expected, &running, &mut pids, n));
-    // Deadlines from the moment the requests are out: readying the clients can take long
-    // on a starved machine, and that time is not the server's.
-    let began = Instant::now();
-    let got = probe::collect(
-        &mut pending,
-        began + Duration::from_secs_f64(n as f64 * d) + p.start_timeout,
-    );
-    if let Some(o) = faulted(&r, &got) {
-        return o;
-    }
+    let (pending, got) = or_return!(r.burst_collect(
+        &expected,
+        &running,
+        &mut pids,
+        n,
+        Duration::from_secs_f64(n as f64 * d) + p.start_timeout
+    ));
     // Served side by side: one wave of all n, one delay long.
     r.record(
         &pending,

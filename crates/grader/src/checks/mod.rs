@@ -264,6 +264,26 @@ impl OutcomeBuilder {
         Ok(pending)
     }
 
+    /// Sends a burst of `n` requests ([`OutcomeBuilder::burst`]) and waits for every reply
+    /// until `budget` after the requests are out: readying the clients can take long on a
+    /// starved machine, and that time is not the server's. The outcome to return instead if
+    /// the queue refused the requests or a client met a fault of the grader's own.
+    fn burst_collect(
+        &self,
+        expected: &str,
+        running: &StartedServer,
+        pids: &mut Pids,
+        n: usize,
+        budget: Duration,
+    ) -> Result<(Vec<probe::Pending>, Vec<probe::Got>), Box<Outcome>> {
+        let mut pending = self.burst(expected, running, pids, n)?;
+        let got = probe::collect(&mut pending, Instant::now() + budget);
+        match support::faulted(self, &got) {
+            Some(o) => Err(Box::new(o)),
+            None => Ok((pending, got)),
+        }
+    }
+
     /// One request, answered, before anything is measured: a server that builds its pool at
     /// the first request (`multiprocessing.pool.ThreadPool` created lazily, with its helper
     /// threads) then has it, so the pool counts as idle, not as growth. If the request gets

@@ -4,13 +4,13 @@
 //! the server builds lazily at its first request (with `multiprocessing`'s three helper
 //! threads) is idle by then, not growth.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::support::{faulted, idle_baseline, missing, tally, waves_of};
+use super::support::{idle_baseline, missing, tally, waves_of};
 use super::OutcomeBuilder;
 use crate::outcome::{CheckId, Outcome};
 use crate::params::CheckParams;
-use crate::probe::{self, Pids};
+use crate::probe::Pids;
 use crate::procfs::ThreadSampler;
 use crate::sut::{LaunchSpec, Launcher};
 use crate::symptom::Symptom;
@@ -48,14 +48,8 @@ pub(super) fn pool_bounded(
     let sampler = ThreadSampler::start(running.sut.processes(), Duration::from_millis(5));
     let baseline = idle_baseline(&sampler);
     sampler.reset();
-    let mut pending = or_return!(r.burst(&expected, &running, &mut pids, n));
-    // Deadlines from the moment the requests are out: readying the clients can take long
-    // on a starved machine, and that time is not the server's.
-    let began = Instant::now();
-    let got = probe::collect(&mut pending, began + late + p.start_timeout);
-    if let Some(o) = faulted(&r, &got) {
-        return o;
-    }
+    let (pending, got) =
+        or_return!(r.burst_collect(&expected, &running, &mut pids, n, late + p.start_timeout));
     sampler.wait_samples(2, Duration::from_secs(1));
     let seen = sampler.snapshot();
     r.record(

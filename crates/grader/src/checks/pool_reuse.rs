@@ -1,12 +1,12 @@
 //! `pool-reuse` (stage 2) shows the pool keeps its threads: a second burst reuses them.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::support::{faulted, idle_baseline, missing, missing_replies, tally};
+use super::support::{idle_baseline, missing, missing_replies, tally};
 use super::OutcomeBuilder;
 use crate::outcome::{CheckId, Outcome};
 use crate::params::CheckParams;
-use crate::probe::{self, Pids};
+use crate::probe::Pids;
 use crate::procfs::ThreadSampler;
 use crate::sut::{LaunchSpec, Launcher};
 use crate::timeline::Timeline;
@@ -32,17 +32,13 @@ pub(super) fn pool_reuse(
     let mut pids = Pids::new();
     let mut sets = Vec::new();
     for _ in 0..2 {
-        let mut pending = or_return!(r.burst(expected, &running, &mut pids, n));
-        // Deadlines from the moment the requests are out: readying the clients can take long
-        // on a starved machine, and that time is not the server's.
-        let began = Instant::now();
-        let got = probe::collect(
-            &mut pending,
-            began + Duration::from_secs_f64(n as f64 * d) + p.start_timeout,
-        );
-        if let Some(o) = faulted(&r, &got) {
-            return o;
-        }
+        let (pending, got) = or_return!(r.burst_collect(
+            expected,
+            &running,
+            &mut pids,
+            n,
+            Duration::from_secs_f64(n as f64 * d) + p.start_timeout
+        ));
         r.record(
             &pending,
             &got,

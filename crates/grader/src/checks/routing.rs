@@ -1,9 +1,9 @@
 //! `routing` shows many clients at once each get one reply, of their own type pid+3, only.
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::support::{describe_strays, ended, faulted, missing, tally, waves_of};
+use super::support::{describe_strays, ended, missing, tally, waves_of};
 use super::OutcomeBuilder;
 use crate::outcome::{CheckId, Outcome};
 use crate::params::CheckParams;
@@ -32,12 +32,8 @@ pub(super) fn routing(
     let mut pids = Pids::new();
     // Thread counts for the timeline only: every 10 ms is enough to draw them.
     let sampler = ThreadSampler::start(running.sut.processes(), Duration::from_millis(10));
-    let mut pending = or_return!(r.burst(expected, &running, &mut pids, n));
     let budget = Duration::from_secs_f64(waves_of(n, 1) as f64 * delay) + p.start_timeout;
-    let got = probe::collect(&mut pending, Instant::now() + budget);
-    if let Some(o) = faulted(&r, &got) {
-        return o;
-    }
+    let (pending, got) = or_return!(r.burst_collect(expected, &running, &mut pids, n, budget));
     std::thread::sleep(Duration::from_millis(300));
     let stray = probe::drain_queue(running.queue);
     r.record(&pending, &got, &stray, Some(&sampler.stop()), Vec::new());

@@ -1,13 +1,13 @@
 //! `spawn` (stage 1) shows each request gets a new thread: the live threads rise, and renew.
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::support::{faulted, idle_baseline, missing, missing_replies, serial_bound, tally};
+use super::support::{idle_baseline, missing, missing_replies, serial_bound, tally};
 use super::OutcomeBuilder;
 use crate::outcome::{CheckId, Outcome};
 use crate::params::CheckParams;
-use crate::probe::{self, Pids};
+use crate::probe::Pids;
 use crate::procfs::ThreadSampler;
 use crate::sut::{LaunchSpec, Launcher};
 use crate::symptom::Symptom;
@@ -40,17 +40,13 @@ pub(super) fn spawn(
     let mut last = Duration::ZERO;
     for _ in 0..2 {
         sampler.reset();
-        let mut pending = or_return!(r.burst(&expected, &running, &mut pids, n));
-        // Deadlines from the moment the requests are out: readying the clients can take long
-        // on a starved machine, and that time is not the server's.
-        let began = Instant::now();
-        let got = probe::collect(
-            &mut pending,
-            began + Duration::from_secs_f64(n as f64 * d) + p.start_timeout,
-        );
-        if let Some(o) = faulted(&r, &got) {
-            return o;
-        }
+        let (pending, got) = or_return!(r.burst_collect(
+            &expected,
+            &running,
+            &mut pids,
+            n,
+            Duration::from_secs_f64(n as f64 * d) + p.start_timeout
+        ));
         sampler.wait_samples(2, Duration::from_secs(1));
         let seen = sampler.snapshot();
         // A thread per request: one wave of all n.
