@@ -63,20 +63,20 @@ pub fn gradescope_results(reports: &[StageReport], rubric: &Rubric) -> Gradescop
     let tests = reports
         .iter()
         .flat_map(|r| {
-            r.outcomes
-                .iter()
-                .enumerate()
-                .map(move |(i, o)| GradescopeTest {
+            r.outcomes.iter().enumerate().map(move |(i, o)| {
+                let (output, format) = output_of(o);
+                GradescopeTest {
                     name: test_name(r.stage, o),
                     score: points(o, rubric),
                     max_score: rubric.check_weight(o.id),
                     status: if o.passed() { "passed" } else { "failed" }.to_owned(),
-                    output: output_of(o).0,
-                    output_format: output_of(o).1.to_owned(),
+                    output,
+                    output_format: format.to_owned(),
                     tags: vec![format!("stage:{}", r.stage), format!("check:{}", o.id)],
                     visibility: rubric.visibility(o.id),
                     number: format!("{}.{}", stage_number(r.stage), i + 1),
-                })
+                }
+            })
         })
         .collect::<Vec<_>>();
     let seconds: f64 = reports.iter().map(|r| r.seconds).sum();
