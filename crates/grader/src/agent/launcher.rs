@@ -13,7 +13,7 @@ use super::wire::{
     PROTOCOL_VERSION, REQUEST_FILE,
 };
 use crate::procfs::ProcessSet;
-use crate::sandbox::shield::Shield;
+use crate::sandbox::shield::{self, Shield};
 use crate::sut::IsolationError;
 use crate::sut::{Exit, LaunchError, LaunchSpec, Launcher, Sut};
 
@@ -321,13 +321,7 @@ impl Sut for AgentSut {
     }
 
     fn unshielded(&self, f: &mut dyn FnMut()) -> Result<(), IsolationError> {
-        match &self.shield {
-            Some(shield) => shield.lowered(f),
-            None => {
-                f();
-                Ok(())
-            }
-        }
+        shield::lowered_if(self.shield.as_ref(), f)
     }
 
     fn poll_exit(&mut self) -> Option<Exit> {

@@ -27,7 +27,7 @@ use super::copy::{copy_submission, CopyLimits};
 use super::enter::{self, Entry};
 use super::output::{self, SharedTail};
 use super::program::{self, Program};
-use super::shield::Shield;
+use super::shield::{self, Shield};
 use super::state::{private_dir, StateDir};
 use super::uids::{self, UidLease, UidRange};
 use super::{env, IsolationError, REAP_SUBCOMMAND};
@@ -236,13 +236,7 @@ impl Sut for LocalSut {
     }
 
     fn unshielded(&self, f: &mut dyn FnMut()) -> Result<(), IsolationError> {
-        match &self.shield {
-            Some(shield) => shield.lowered(f),
-            None => {
-                f();
-                Ok(())
-            }
-        }
+        shield::lowered_if(self.shield.as_ref(), f)
     }
 
     fn poll_exit(&mut self) -> Option<Exit> {

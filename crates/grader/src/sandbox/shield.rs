@@ -83,6 +83,18 @@ impl Shield {
     }
 }
 
+/// Runs `f` with the shield lowered if there is one ([`Shield::lowered`]), else as it is:
+/// what a server's [`crate::sut::Sut::unshielded`] does whatever its backend.
+pub fn lowered_if(shield: Option<&Shield>, f: impl FnOnce()) -> Result<(), IsolationError> {
+    match shield {
+        Some(shield) => shield.lowered(f),
+        None => {
+            f();
+            Ok(())
+        }
+    }
+}
+
 impl Drop for Shield {
     fn drop(&mut self) {
         let root_u = Uid::from_raw(0);
