@@ -56,12 +56,14 @@ fn page(title: &str, body: &str) -> String {
     )
 }
 
+/// The CSS class of a verdict ([`Status::as_str`]) and the word shown.
 fn status_word(o: &Outcome) -> (&'static str, &'static str) {
-    match o.status {
-        Status::Passed => ("passed", "PASS"),
-        Status::Failed => ("failed", "FAIL"),
-        Status::Error => ("error", "COULD NOT GRADE"),
-    }
+    let word = match o.status {
+        Status::Passed => "PASS",
+        Status::Failed => "FAIL",
+        Status::Error => "COULD NOT GRADE",
+    };
+    (o.status.as_str(), word)
 }
 
 /// The colour of a request's outcome in the timeline.
