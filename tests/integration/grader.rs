@@ -64,7 +64,7 @@ pub(crate) fn fixture_expectations(dir: &Path) -> Expectations {
             .unwrap_or_default()
     };
     Expectations {
-        verdicts: ["spawn", "pool"]
+        verdicts: ["spawn", "pool", "primes"]
             .into_iter()
             .filter_map(|st| Some((st.to_string(), strings(value.get(st)?))))
             .collect(),

@@ -452,12 +452,12 @@ fn classroom_gets_full_marks_for_a_correct_submission() {
     }
     let job = grade_like_the_template(&root().join("samples/alice"), &[], &[]);
     let got = report(&job.result(), job.runner_temp());
-    assert_eq!(got.points, Some((21.0, 21.0)), "{}", got.stdout);
+    assert_eq!(got.points, Some((27.0, 27.0)), "{}", got.stdout);
     assert_eq!(got.code, 0, "a full score passes the job:\n{}", got.stdout);
-    assert_eq!(gradebook_score(&job, "alice"), (21.0, 21.0));
+    assert_eq!(gradebook_score(&job, "alice"), (27.0, 27.0));
     let summary = job.summary();
     assert!(
-        summary.starts_with("# Autograding: 21 / 21 points, pass"),
+        summary.starts_with("# Autograding: 27 / 27 points, pass"),
         "{summary}"
     );
     assert!(
@@ -475,7 +475,7 @@ fn classroom_gets_the_graders_score_for_a_broken_submission() {
     let job = grade_like_the_template(&root().join("samples/bob"), &[], &[]);
     let got = report(&job.result(), job.runner_temp());
     let (score, max) = gradebook_score(&job, "bob");
-    assert_eq!(max, 21.0);
+    assert_eq!(max, 27.0);
     assert!(score < max, "bob fails some checks: {score}");
     assert_eq!(got.points, Some((score, max)), "{}", got.stdout);
     assert_eq!(got.code, 1, "a failed check fails the job:\n{}", got.stdout);
@@ -512,11 +512,11 @@ fn classroom_counts_checks_that_could_not_be_graded_in_the_maximum() {
     let json = decoded(&result);
     assert_eq!(json["status"], "error");
     let tests = json["tests"].as_array().unwrap();
-    assert_eq!(tests.len(), 21);
+    assert_eq!(tests.len(), 28);
     assert!(tests.iter().all(|t| t["status"] == "error"), "{json}");
     let got = report(&result, job.runner_temp());
-    assert_eq!(got.points, Some((0.0, 21.0)), "{}", got.stdout);
-    assert_eq!(gradebook_score(&job, "alice"), (0.0, 21.0));
+    assert_eq!(got.points, Some((0.0, 27.0)), "{}", got.stdout);
+    assert_eq!(gradebook_score(&job, "alice"), (0.0, 27.0));
     assert_eq!(got.code, 1, "{}", got.stdout);
     assert!(
         got.stdout.contains("::error::Some tests errored."),
@@ -526,7 +526,7 @@ fn classroom_counts_checks_that_could_not_be_graded_in_the_maximum() {
     assert!(got.stdout.contains("could not be graded"), "{}", got.stdout);
     let summary = job.summary();
     assert!(
-        summary.starts_with("# Autograding: 0 / 21 points, error"),
+        summary.starts_with("# Autograding: 0 / 27 points, error"),
         "{summary}"
     );
     assert!(

@@ -57,7 +57,7 @@ fn gradescope_available(test: &str) -> bool {
     false
 }
 
-/// The rubric shipped in the test zip: the defaults (21 points), written out, so that the
+/// The rubric shipped in the test zip: the defaults (27 points), written out, so that the
 /// rubric's way through `setup.sh` (mode 0600, out of the servers' reach) is exercised.
 const RUBRIC: &str = "[gradescope]\nvisibility = \"visible\"\nstdout_visibility = \"hidden\"\n";
 
@@ -240,16 +240,25 @@ fn upload(files: &[(&str, &str)]) -> tempfile::TempDir {
     dir
 }
 
-/// A sample submission's two server files, under `prefix` in the upload.
+/// A sample submission's three files (two servers, Exercise 1's program), under `prefix` in
+/// the upload.
 fn sample(name: &str, prefix: &str) -> tempfile::TempDir {
     let read = |f: &str| std::fs::read_to_string(repo().join("samples").join(name).join(f));
     let spawn = read("server_spawn.py").expect("sample spawn server");
     let pool = read("server_pool.py").expect("sample pool server");
+    let primes = read("primes_pool.py").expect("sample Exercise 1 program");
     upload(&[
         (&format!("{prefix}server_spawn.py"), &spawn),
         (&format!("{prefix}server_pool.py"), &pool),
+        (&format!("{prefix}primes_pool.py"), &primes),
     ])
 }
+
+/// What the default rubric gives: 28 tests (10 + 11 Exercise 2 checks, 7 of Exercise 1),
+/// worth 27 points (Exercise 1's speed-up is informational, weight 0).
+const TESTS: usize = 28;
+/// The points they are worth.
+const MAX: f64 = 27.0;
 
 fn score(r: &Value) -> f64 {
     r["score"].as_f64().expect("a numeric score")
@@ -274,14 +283,14 @@ fn test_named<'a>(r: &'a Value, name: &str) -> &'a Value {
 }
 
 /// Gradescope's way, end to end: `setup.sh` once, then `run_autograder` on samples/alice
-/// (every check passes: 21 of 21 with the default rubric, graded by the unprivileged
+/// (every check passes: 27 of 27 with the default rubric, graded by the unprivileged
 /// backend) and on samples/bob uploaded inside a folder (its spawn server routes replies
 /// wrongly: the routing test fails and the score is below the maximum).
 #[test]
 // Grades timed checks in a container: never beside the native grading tests.
 #[serial(docker, sandbox)]
-fn gradescope_scores_a_correct_sample_21_of_21_and_a_broken_one_in_a_folder_lower() {
-    let test = "gradescope_scores_a_correct_sample_21_of_21_and_a_broken_one_in_a_folder_lower";
+fn gradescope_scores_a_correct_sample_full_marks_and_a_broken_one_in_a_folder_lower() {
+    let test = "gradescope_scores_a_correct_sample_full_marks_and_a_broken_one_in_a_folder_lower";
     if !gradescope_available(test) {
         return;
     }
@@ -293,9 +302,9 @@ fn gradescope_scores_a_correct_sample_21_of_21_and_a_broken_one_in_a_folder_lowe
     let alice = sample("alice", "");
     let (r, stdout, alice_secs) = gs.grade(alice.path());
     let alice_score = score(&r);
-    assert_eq!(tests_of(&r).len(), 21, "{r:#}");
-    assert_eq!(max_score(&r), 21.0, "{r:#}");
-    assert_eq!(score(&r), 21.0, "alice: {r:#}\n{stdout}");
+    assert_eq!(tests_of(&r).len(), TESTS, "{r:#}");
+    assert_eq!(max_score(&r), MAX, "{r:#}");
+    assert_eq!(score(&r), MAX, "alice: {r:#}\n{stdout}");
     assert!(tests_of(&r).iter().all(|t| t["status"] == "passed"));
     assert!(
         r["output"]
@@ -307,8 +316,9 @@ fn gradescope_scores_a_correct_sample_21_of_21_and_a_broken_one_in_a_folder_lowe
 
     let bob = sample("bob", "lab4/bob/");
     let (r, stdout, bob_secs) = gs.grade(bob.path());
-    assert_eq!(max_score(&r), 21.0, "{r:#}");
-    assert!(score(&r) < 21.0, "bob: {r:#}\n{stdout}");
+    assert_eq!(max_score(&r), MAX, "{r:#}");
+    assert!(score(&r) < MAX, "bob: {r:#}\n{stdout}");
+    assert_eq!(test_named(&r, "primes: primes-correct")["status"], "passed");
     assert_eq!(test_named(&r, "spawn: routing")["status"], "failed");
     assert_eq!(test_named(&r, "spawn: routing")["score"], 0.0);
     assert_eq!(
@@ -324,7 +334,7 @@ fn gradescope_scores_a_correct_sample_21_of_21_and_a_broken_one_in_a_folder_lowe
         r["output"]
     );
     eprintln!(
-        "gradescope emulation: container and setup.sh {built:.1} s, alice {alice_score} of 21 in {alice_secs:.1} s, bob {} of 21 in {bob_secs:.1} s, test {:.1} s",
+        "gradescope emulation: container and setup.sh {built:.1} s, alice {alice_score} of {MAX} in {alice_secs:.1} s, bob {} of {MAX} in {bob_secs:.1} s, test {:.1} s",
         score(&r),
         t0.elapsed().as_secs_f64()
     );
@@ -382,10 +392,10 @@ fn gradescope_always_writes_results_json_and_keeps_rubric_and_results_from_serve
     let none = upload(&[("answers.txt", "see attached"), ("notes/todo.md", "-")]);
     let (r, stdout, _) = gs.grade(none.path());
     assert_eq!(score(&r), 0.0, "{r:#}");
-    assert_eq!(max_score(&r), 21.0, "the missing checks still count: {r:#}");
+    assert_eq!(max_score(&r), MAX, "the missing checks still count: {r:#}");
     let output = r["output"].as_str().unwrap_or_default();
     assert!(
-        output.contains("holds no server_spawn.py and no server_pool.py")
+        output.contains("holds none of server_spawn.py, server_pool.py and primes_pool.py")
             && output.contains("answers.txt"),
         "the output says what is missing and what was uploaded: {output}\n{stdout}"
     );

@@ -229,7 +229,7 @@ fn assert_grade_closed(job: &Job) {
     assert_eq!(mode, 0o700, "/grade is left at {mode:o}");
 }
 
-/// A correct submission (samples/alice): gradable, score 1, every one of the 21 checks at
+/// A correct submission (samples/alice): gradable, score 1, every one of the 28 checks at
 /// its full weight, and `/grade/results` created by the entry point.
 #[test]
 #[serial(docker, sandbox)]
@@ -245,7 +245,7 @@ fn a_correct_submission_is_gradable_with_score_1() {
     assert_eq!(g.results["gradable"], true, "{}", g.results);
     assert_eq!(score_of(&g.results), 1.0, "{}", g.results);
     let tests = tests_of(&g.results);
-    assert_eq!(tests.len(), 21, "{}", g.results);
+    assert_eq!(tests.len(), 28, "{}", g.results);
     for t in tests {
         assert_eq!(t["points"], t["max_points"], "{t}");
     }
@@ -309,7 +309,7 @@ fn a_stage_whose_server_never_starts_is_gradable_with_0_for_its_checks() {
     assert_eq!(g.exit, Some(0), "{}", g.log);
     assert_eq!(g.results["gradable"], true, "{}", g.results);
     let tests = tests_of(&g.results);
-    assert_eq!(tests.len(), 21, "{}", g.results);
+    assert_eq!(tests.len(), 28, "{}", g.results);
     let (spawn, pool): (Vec<&Value>, Vec<&Value>) = tests
         .iter()
         .partition(|t| t["name"].as_str().is_some_and(|n| n.starts_with("spawn")));
@@ -332,7 +332,8 @@ fn a_stage_whose_server_never_starts_is_gradable_with_0_for_its_checks() {
         "{pool_starts}"
     );
     let score = score_of(&g.results);
-    assert!(score > 0.0 && score <= 11.0 / 21.0 + 1e-3, "score {score}");
+    // At most the pool stage's 11 of 27 points (no primes_pool.py: Exercise 1 fails whole).
+    assert!(score > 0.0 && score <= 11.0 / 27.0 + 1e-3, "score {score}");
     eprintln!("never-starts: score {score}, {:.1} s", g.seconds);
 }
 

@@ -38,7 +38,8 @@ use super::runner::{self, CheckRunner};
 /// How long a grader's heartbeat may be silent before its claimed unit is given up.
 pub const STALE_AFTER: Duration = Duration::from_secs(20);
 
-/// One check of one stage of one submission: what a grader claims.
+/// One check of one stage of one submission, or every check of a stage whose checks judge
+/// the same runs ([`Stage::observed_once`]): what a grader claims.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unit {
     /// Position of the submission in the batch.
@@ -47,9 +48,9 @@ pub struct Unit {
     pub dir: PathBuf,
     /// The stage.
     pub stage: Stage,
-    /// The check.
-    pub check: CheckId,
-    /// Position of the check in the stage's catalogue.
+    /// The checks, in catalogue order.
+    pub checks: Vec<CheckId>,
+    /// Position of the first check in the stage's catalogue.
     pub position: usize,
 }
 
@@ -63,8 +64,8 @@ impl Unit {
 /// What a grader files for a unit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Filed {
-    /// The check's outcome.
-    pub outcome: Outcome,
+    /// The checks' outcomes, in the unit's order.
+    pub outcomes: Vec<Outcome>,
     /// How its server was isolated.
     pub isolation: String,
     /// The command that ran the server.
@@ -77,12 +78,22 @@ pub fn units(submissions: &[PathBuf], rubric: &Rubric) -> Vec<Unit> {
     let mut out = Vec::new();
     for (index, dir) in submissions.iter().enumerate() {
         for stage in rubric.enabled_stages() {
+            if stage.observed_once() {
+                out.push(Unit {
+                    index,
+                    dir: dir.clone(),
+                    stage,
+                    checks: stage.checks().to_vec(),
+                    position: 0,
+                });
+                continue;
+            }
             for (position, check) in stage.checks().iter().enumerate() {
                 out.push(Unit {
                     index,
                     dir: dir.clone(),
                     stage,
-                    check: *check,
+                    checks: vec![*check],
                     position,
                 });
             }
@@ -313,9 +324,9 @@ pub fn work(
         if !work.claim(unit, worker)? {
             continue;
         }
-        let mut report = match batch::missing_file_report(&unit.dir, unit.stage, rubric) {
+        let report = match batch::missing_file_report(&unit.dir, unit.stage, rubric) {
             Some(mut report) => {
-                report.outcomes.retain(|o| o.id == unit.check);
+                report.outcomes.retain(|o| unit.checks.contains(&o.id));
                 for event in report.events() {
                     let _ = reporter.on_event(&event);
                 }
@@ -323,20 +334,28 @@ pub fn work(
             }
             None => {
                 let mut plan = batch::plan_for(&unit.dir, unit.stage, rubric, hidden);
-                plan.checks = vec![unit.check];
+                plan.checks = unit.checks.clone();
                 runner::run_stage(&plan, check_runner, &mut |e| {
                     let _ = reporter.on_event(e);
                 })
             }
         };
-        let outcome = report
-            .outcomes
-            .pop()
-            .unwrap_or_else(|| Outcome::error(unit.check, "the check did not run", 0.0));
+        let outcomes = unit
+            .checks
+            .iter()
+            .map(|id| {
+                report
+                    .outcomes
+                    .iter()
+                    .find(|o| o.id == *id)
+                    .cloned()
+                    .unwrap_or_else(|| Outcome::error(*id, "the check did not run", 0.0))
+            })
+            .collect();
         work.finish(
             unit,
             &Filed {
-                outcome,
+                outcomes,
                 isolation: report.isolation.clone(),
                 command: report.command.clone(),
             },
@@ -396,10 +415,16 @@ pub fn collect(
             match why {
                 // A grader that stopped may still have filed it in the meantime.
                 Some(why) => {
-                    *slot = Some(work.done(unit).unwrap_or_else(|| Filed {
-                        outcome: Outcome::error(unit.check, why, 0.0),
-                        isolation: String::new(),
-                        command: rubric.command(unit.stage).to_vec(),
+                    *slot = Some(work.done(unit).unwrap_or_else(|| {
+                        Filed {
+                            outcomes: unit
+                                .checks
+                                .iter()
+                                .map(|id| Outcome::error(*id, why.clone(), 0.0))
+                                .collect(),
+                            isolation: String::new(),
+                            command: rubric.command(unit.stage).to_vec(),
+                        }
                     }))
                 }
                 None => pending += 1,
@@ -426,14 +451,14 @@ pub fn collect(
             });
         }
         let report = reports.last_mut().expect("a stage was just started");
-        report.seconds += filed.outcome.seconds;
+        report.seconds += filed.outcomes.iter().map(|o| o.seconds).sum::<f64>();
         if !filed.isolation.is_empty() && !report.isolation.contains(&filed.isolation) {
             if !report.isolation.is_empty() {
                 report.isolation.push_str(" | ");
             }
             report.isolation.push_str(&filed.isolation);
         }
-        report.outcomes.push(filed.outcome);
+        report.outcomes.extend(filed.outcomes);
     }
     for report in &mut reports {
         crate::diagnosis::trace(&mut report.outcomes);
@@ -459,21 +484,25 @@ mod tests {
 
     fn passed(unit: &Unit) -> Filed {
         Filed {
-            outcome: Outcome {
-                id: unit.check,
-                status: crate::outcome::Status::Passed,
-                did: "d".into(),
-                expected: "e".into(),
-                observed: "o".into(),
-                hint: None,
-                seconds: 0.5,
-                server_output: None,
-                symptom: None,
-                cause: None,
-                timeline: None,
-            },
+            outcomes: unit.checks.iter().map(|id| outcome(*id)).collect(),
             isolation: "native: test".into(),
             command: vec!["python3".into()],
+        }
+    }
+
+    fn outcome(id: CheckId) -> Outcome {
+        Outcome {
+            id,
+            status: crate::outcome::Status::Passed,
+            did: "d".into(),
+            expected: "e".into(),
+            observed: "o".into(),
+            hint: None,
+            seconds: 0.5,
+            server_output: None,
+            symptom: None,
+            cause: None,
+            timeline: None,
         }
     }
 
@@ -482,7 +511,17 @@ mod tests {
         let (_d, subs) = batch(3);
         let rubric = Rubric::default();
         let units = units(&subs, &rubric);
-        let per_submission: usize = Stage::ALL.iter().map(|s| s.checks().len()).sum();
+        // A unit per check, but one for all of Exercise 1's checks (they judge the same runs).
+        let per_submission: usize = Stage::ALL
+            .iter()
+            .map(|s| {
+                if s.observed_once() {
+                    1
+                } else {
+                    s.checks().len()
+                }
+            })
+            .sum();
         assert_eq!(units.len(), 3 * per_submission);
         let keys: std::collections::BTreeSet<String> = units.iter().map(Unit::key).collect();
         assert_eq!(keys.len(), units.len(), "keys are distinct");
@@ -507,9 +546,14 @@ mod tests {
         let units = units(&subs, &rubric);
         let w = tempfile::tempdir().unwrap();
         let work = WorkDir::open(w.path()).unwrap();
-        // g1 graded all but the last unit and finished; g2 claimed the last and went silent.
-        let (last, rest) = units.split_last().unwrap();
-        for unit in rest {
+        // g1 graded all but the pool stage's last check and finished; g2 claimed that one and
+        // went silent.
+        let at = units
+            .iter()
+            .rposition(|u| u.stage == Stage::Pool)
+            .expect("a pool unit");
+        let last = &units[at];
+        for unit in units.iter().filter(|u| *u != last) {
             assert!(work.claim(unit, "g1").unwrap());
             work.finish(unit, &passed(unit)).unwrap();
         }
@@ -525,7 +569,11 @@ mod tests {
             Duration::from_secs(30),
             Duration::from_secs(30),
         );
-        assert_eq!(outcome.reports.len(), 2, "both stages, put back together");
+        assert_eq!(
+            outcome.reports.len(),
+            Stage::ALL.len(),
+            "every stage, put back together"
+        );
         let spawn = &outcome.reports[0];
         assert_eq!(spawn.stage, Stage::Spawn);
         assert!(spawn.all_passed());
@@ -538,6 +586,11 @@ mod tests {
         assert!(lost.is_error());
         assert!(lost.observed.contains("g2"), "{}", lost.observed);
         assert_eq!(pool.outcomes.iter().filter(|o| o.is_error()).count(), 1);
+        // Exercise 1's unit filed all its checks at once, and they come back in order.
+        let primes = &outcome.reports[2];
+        let ids: Vec<CheckId> = primes.outcomes.iter().map(|o| o.id).collect();
+        assert_eq!(ids, Stage::Primes.checks());
+        assert!(primes.all_passed());
         assert_eq!(outcome.exit_code(), 2);
     }
 
@@ -557,7 +610,7 @@ mod tests {
             Duration::from_millis(300),
         );
         assert!(began.elapsed() < Duration::from_secs(10));
-        assert_eq!(outcome.reports.len(), 2);
+        assert_eq!(outcome.reports.len(), Stage::ALL.len());
         assert!(outcome
             .reports
             .iter()

@@ -17,18 +17,28 @@ pub enum Stage {
     Spawn,
     /// Stage 2: a thread pool.
     Pool,
+    /// Exercise 1: primality tests in a `multiprocessing.Pool` (`primes_pool.py`).
+    Primes,
 }
 
 impl Stage {
-    /// Both stages, in the handout's order.
-    pub const ALL: [Stage; 2] = [Stage::Spawn, Stage::Pool];
+    /// Every stage: Exercise 2's two servers, then Exercise 1's program (the time server
+    /// came first in this grader; reports keep that order).
+    pub const ALL: [Stage; 3] = [Stage::Spawn, Stage::Pool, Stage::Primes];
 
     /// The stage's name on the command line and in reports.
     pub fn as_str(self) -> &'static str {
         match self {
             Stage::Spawn => "spawn",
             Stage::Pool => "pool",
+            Stage::Primes => "primes",
         }
+    }
+
+    /// Whether the stage grades a program that runs to its end (Exercise 1) rather than a
+    /// server: its checks all judge the same runs, so they run together, in one process.
+    pub fn observed_once(self) -> bool {
+        self == Stage::Primes
     }
 
     /// The checks that grade this stage, in the order they run and are reported.
@@ -60,6 +70,15 @@ impl Stage {
                 Drain,
                 Cleanup,
             ],
+            Stage::Primes => &[
+                PrimesRuns,
+                PrimesPool,
+                PrimesSync,
+                PrimesAsync,
+                PrimesCorrect,
+                PrimesTiming,
+                PrimesSpeedup,
+            ],
         }
     }
 }
@@ -76,7 +95,10 @@ impl FromStr for Stage {
         match s {
             "spawn" => Ok(Stage::Spawn),
             "pool" => Ok(Stage::Pool),
-            other => Err(format!("unknown stage {other:?} (expected spawn or pool)")),
+            "primes" => Ok(Stage::Primes),
+            other => Err(format!(
+                "unknown stage {other:?} (expected spawn, pool or primes)"
+            )),
         }
     }
 }
@@ -109,11 +131,26 @@ pub enum CheckId {
     Drain,
     /// The queue is gone once the server has stopped.
     Cleanup,
+    /// Exercise 1: the program exits 0 within the deadline.
+    PrimesRuns,
+    /// Exercise 1: the work happens in a pool of worker processes.
+    PrimesPool,
+    /// Exercise 1: at least one synchronous submission on the pool did real work.
+    PrimesSync,
+    /// Exercise 1: at least one asynchronous submission on the pool did real work.
+    PrimesAsync,
+    /// Exercise 1: every verdict the pool returned is right, about a number in range.
+    PrimesCorrect,
+    /// Exercise 1: the printed time is the time of the pool calls, without printing or
+    /// drawing the numbers, and the workers print nothing.
+    PrimesTiming,
+    /// Exercise 1 (informational): the speed-up from one worker to many.
+    PrimesSpeedup,
 }
 
 impl CheckId {
     /// Every check id.
-    pub const ALL: [CheckId; 12] = [
+    pub const ALL: [CheckId; 19] = [
         CheckId::Starts,
         CheckId::Reply,
         CheckId::Routing,
@@ -126,6 +163,13 @@ impl CheckId {
         CheckId::Termination,
         CheckId::Drain,
         CheckId::Cleanup,
+        CheckId::PrimesRuns,
+        CheckId::PrimesPool,
+        CheckId::PrimesSync,
+        CheckId::PrimesAsync,
+        CheckId::PrimesCorrect,
+        CheckId::PrimesTiming,
+        CheckId::PrimesSpeedup,
     ];
 
     /// The check's id, as in reports and rubrics.
@@ -143,6 +187,13 @@ impl CheckId {
             CheckId::Termination => "termination",
             CheckId::Drain => "drain",
             CheckId::Cleanup => "cleanup",
+            CheckId::PrimesRuns => "primes-runs",
+            CheckId::PrimesPool => "primes-pool",
+            CheckId::PrimesSync => "primes-sync",
+            CheckId::PrimesAsync => "primes-async",
+            CheckId::PrimesCorrect => "primes-correct",
+            CheckId::PrimesTiming => "primes-timing",
+            CheckId::PrimesSpeedup => "primes-speedup",
         }
     }
 
@@ -163,6 +214,26 @@ impl CheckId {
             CheckId::Termination => "an empty type-2 message stops the server with status 0",
             CheckId::Drain => "requests accepted before the stop still get replies",
             CheckId::Cleanup => "the queue is gone once the server has stopped",
+            CheckId::PrimesRuns => "the program exits with status 0 within the deadline",
+            CheckId::PrimesPool => "the primality tests run in a pool of worker processes",
+            CheckId::PrimesSync => "a synchronous submission on the pool tests numbers",
+            CheckId::PrimesAsync => "an asynchronous submission on the pool tests numbers",
+            CheckId::PrimesCorrect => {
+                "every verdict the pool returned is right, about a number in [10^3, 10^6]"
+            }
+            CheckId::PrimesTiming => {
+                "the printed time is that of the pool calls, without printing or drawing numbers"
+            }
+            CheckId::PrimesSpeedup => "speed-up from one worker to many (informational)",
+        }
+    }
+
+    /// The check's weight when the rubric does not set one: 1, except the informational
+    /// speed-up (0).
+    pub fn default_weight(self) -> f64 {
+        match self {
+            CheckId::PrimesSpeedup => 0.0,
+            _ => 1.0,
         }
     }
 }

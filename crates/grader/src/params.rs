@@ -45,7 +45,24 @@ pub struct CheckParams {
         deserialize_with = "de_positive_seconds"
     )]
     pub stop_timeout: Duration,
+    /// Exercise 1: how many numbers the program is told to test (`PRIMES_COUNT`). Default
+    /// 100000; 1 to [`MAX_PRIMES_COUNT`].
+    #[serde(deserialize_with = "de_primes_count")]
+    pub primes_count: u32,
+    /// Exercise 1: the pool size the program is told to use (`PRIMES_WORKERS`); the
+    /// speed-up compares it with one worker. Default 4; 1 to [`MAX_COUNT`].
+    #[serde(deserialize_with = "de_count")]
+    pub primes_workers: u32,
+    /// Exercise 1: how long one run of the program may take. Default 30 s; more than 0.
+    #[serde(
+        serialize_with = "seconds::serialize",
+        deserialize_with = "de_positive_seconds"
+    )]
+    pub primes_timeout: Duration,
 }
+
+/// Most numbers a rubric may ask an Exercise 1 program to test.
+pub const MAX_PRIMES_COUNT: u32 = 10_000_000;
 
 impl Default for CheckParams {
     fn default() -> Self {
@@ -55,6 +72,9 @@ impl Default for CheckParams {
             clients: 24,
             start_timeout: Duration::from_secs(5),
             stop_timeout: Duration::from_secs(5),
+            primes_count: 100_000,
+            primes_workers: 4,
+            primes_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -99,6 +119,18 @@ fn de_count<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     }
 }
 
+fn de_primes_count<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let n = i64::deserialize(d)?;
+    if (1..=i64::from(MAX_PRIMES_COUNT)).contains(&n) {
+        // The range check makes the conversion lossless.
+        Ok(n as u32)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "{n} is out of range: expected 1 to {MAX_PRIMES_COUNT}"
+        )))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,13 +162,17 @@ mod tests {
             clients: 7,
             start_timeout: Duration::from_millis(2500),
             stop_timeout: Duration::from_millis(500),
+            primes_count: 5000,
+            primes_workers: 2,
+            primes_timeout: Duration::from_millis(1500),
         };
         let json = serde_json::to_value(&params).expect("serialize");
         assert_eq!(
             json,
             serde_json::json!({
                 "delay": 0.25, "workers": 5, "clients": 7,
-                "start_timeout": 2.5, "stop_timeout": 0.5
+                "start_timeout": 2.5, "stop_timeout": 0.5,
+                "primes_count": 5000, "primes_workers": 2, "primes_timeout": 1.5
             })
         );
         let back: CheckParams = serde_json::from_value(json).expect("deserialize");
@@ -151,6 +187,9 @@ mod tests {
             serde_json::json!({ "delay": -0.5 }),
             serde_json::json!({ "stop_timeout": 0.0 }),
             serde_json::json!({ "key": 666 }),
+            serde_json::json!({ "primes_count": 0 }),
+            serde_json::json!({ "primes_count": 20_000_000 }),
+            serde_json::json!({ "primes_timeout": 0.0 }),
         ] {
             assert!(
                 serde_json::from_value::<CheckParams>(bad.clone()).is_err(),

@@ -146,7 +146,8 @@ fn de_weight<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
 pub struct StageRubric {
     /// Whether the stage is graded. Default true.
     pub enabled: bool,
-    /// The student's file for the stage. Default `server_spawn.py` / `server_pool.py`.
+    /// The student's file for the stage. Default `server_spawn.py` / `server_pool.py` /
+    /// `primes_pool.py`.
     pub file: String,
     /// Program and arguments, run in the submission folder, with every [`FILE_PLACEHOLDER`]
     /// replaced by `file`. Default `["python3", "{file}"]`.
@@ -155,7 +156,10 @@ pub struct StageRubric {
 
 impl StageRubric {
     fn default_for(stage: Stage) -> Self {
-        let file = format!("server_{}.py", stage.as_str());
+        let file = match stage {
+            Stage::Spawn | Stage::Pool => format!("server_{}.py", stage.as_str()),
+            Stage::Primes => "primes_pool.py".to_owned(),
+        };
         Self {
             enabled: true,
             command: vec!["python3".to_owned(), file.clone()],
@@ -326,6 +330,7 @@ impl Rubric {
         for (stage, raw_stage) in [
             (Stage::Spawn, raw.stages.spawn),
             (Stage::Pool, raw.stages.pool),
+            (Stage::Primes, raw.stages.primes),
         ] {
             let mut resolved = StageRubric::default_for(stage);
             if let Some(enabled) = raw_stage.enabled {
@@ -376,7 +381,7 @@ impl Rubric {
             rubric.checks.insert(
                 id,
                 CheckRubric {
-                    weight: check.weight.unwrap_or(defaults.weight),
+                    weight: check.weight.unwrap_or(id.default_weight()),
                     visibility: check.visibility.unwrap_or(defaults.visibility),
                 },
             );
@@ -407,7 +412,10 @@ impl Rubric {
 
     /// Weight and visibility of check `id` (the defaults unless the rubric sets them).
     pub fn check(&self, id: CheckId) -> CheckRubric {
-        self.checks.get(&id).copied().unwrap_or_default()
+        self.checks.get(&id).copied().unwrap_or(CheckRubric {
+            weight: id.default_weight(),
+            ..CheckRubric::default()
+        })
     }
 
     /// Points check `id` is worth when it passes.
@@ -472,6 +480,7 @@ fn default_limits() -> Spanned<Limits> {
 struct RawStages {
     spawn: RawStage,
     pool: RawStage,
+    primes: RawStage,
 }
 
 #[derive(Default, Deserialize)]
@@ -515,13 +524,23 @@ mod tests {
         assert_eq!(rubric.params.stop_timeout, Duration::from_secs(5));
         assert_eq!(rubric.limits, Limits::default());
         assert_eq!(rubric.enabled_stages(), Stage::ALL.to_vec());
+        assert_eq!(rubric.command(Stage::Primes), ["python3", "primes_pool.py"]);
+        assert_eq!(rubric.params.primes_count, 100_000);
+        assert_eq!(rubric.params.primes_workers, 4);
+        assert_eq!(rubric.params.primes_timeout, Duration::from_secs(30));
         for id in CheckId::ALL {
-            assert_eq!(rubric.check_weight(id), 1.0);
+            // Every check is worth 1 but the informational speed-up.
+            let weight = if id == CheckId::PrimesSpeedup {
+                0.0
+            } else {
+                1.0
+            };
+            assert_eq!(rubric.check_weight(id), weight, "{id}");
             assert_eq!(rubric.visibility(id), Visibility::Visible);
         }
-        for stage in Stage::ALL {
-            assert_eq!(rubric.max_score(stage), stage.checks().len() as f64);
-        }
+        assert_eq!(rubric.max_score(Stage::Spawn), 10.0);
+        assert_eq!(rubric.max_score(Stage::Pool), 11.0);
+        assert_eq!(rubric.max_score(Stage::Primes), 6.0);
     }
 
     #[test]
@@ -577,7 +596,13 @@ mod tests {
                 assert!(EXAMPLE.contains(line), "the example lacks {line}");
             }
         }
-        for id in ["starts", "no-theft", "pool-bounded", "cleanup"] {
+        for id in [
+            "starts",
+            "no-theft",
+            "pool-bounded",
+            "cleanup",
+            "primes-speedup",
+        ] {
             assert!(EXAMPLE.contains(id), "the example lists the id {id}");
         }
     }
@@ -608,12 +633,18 @@ mod tests {
             file = "my pool.py"
             command = ["python3", "-u", "{file}", "--tag={file}"]
 
+            [stages.primes]
+            enabled = false
+
             [checks.routing]
             weight = 2.5
             visibility = "hidden"
 
             [checks.pool-reuse]
             visibility = "after_due_date"
+
+            [checks.primes-speedup]
+            visibility = "hidden"
             "#,
         )
         .expect("rubric");
@@ -643,6 +674,13 @@ mod tests {
             rubric.visibility(CheckId::PoolReuse),
             Visibility::AfterDueDate
         );
+        // A table that sets no weight keeps the check's own default (0 for the speed-up).
+        assert_eq!(rubric.check_weight(CheckId::PrimesSpeedup), 0.0);
+        assert_eq!(
+            rubric.visibility(CheckId::PrimesSpeedup),
+            Visibility::Hidden
+        );
+        assert!(!rubric.stage(Stage::Primes).enabled);
         let expected_pool = Stage::Pool.checks().len() as f64 - 1.0 + 2.5;
         assert_eq!(rubric.max_score(Stage::Pool), expected_pool);
         assert_eq!(rubric.total_max_score(), expected_pool);

@@ -34,8 +34,9 @@ use sysv_mq::protocol;
 /// What a `__check` child is asked to do (JSON on its stdin).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CheckRequest {
-    /// The check.
-    pub id: CheckId,
+    /// The checks: one, or every check of a stage whose checks judge the same runs
+    /// ([`Stage::observed_once`]).
+    pub ids: Vec<CheckId>,
     /// The server.
     pub spec: LaunchSpec,
     /// The check's parameters (the rubric's).
@@ -51,8 +52,8 @@ pub enum CheckReply {
     /// The check ran (its outcome may still be an error, if its server could not be
     /// isolated).
     Outcome {
-        /// The outcome.
-        outcome: Outcome,
+        /// The outcomes, one per requested check, in the request's order.
+        outcomes: Vec<Outcome>,
         /// How the server was isolated.
         isolation: String,
     },
@@ -76,12 +77,23 @@ pub struct StagePlan {
 }
 
 impl StagePlan {
-    fn request(&self, id: CheckId, backend: &Backend) -> CheckRequest {
+    fn request(&self, ids: Vec<CheckId>, backend: &Backend) -> CheckRequest {
         CheckRequest {
-            id,
+            ids,
             spec: self.spec.clone(),
             params: self.params.clone(),
             backend: backend.clone(),
+        }
+    }
+
+    /// How the checks are shared out between check processes: each alone, or all together
+    /// when the stage's checks judge the same runs ([`Stage::observed_once`]). Indices into
+    /// [`StagePlan::checks`].
+    fn units(&self) -> Vec<Vec<usize>> {
+        if self.stage.observed_once() && !self.checks.is_empty() {
+            vec![(0..self.checks.len()).collect()]
+        } else {
+            (0..self.checks.len()).map(|i| vec![i]).collect()
         }
     }
 
@@ -89,6 +101,10 @@ impl StagePlan {
     /// check has its own deadline, so this only catches a grader fault or a frozen machine.
     pub fn hard_deadline(&self) -> Duration {
         let p = &self.params;
+        if self.stage.observed_once() {
+            // Two runs of the program, each killed at its own deadline, and the judging.
+            return Duration::from_secs_f64(30.0 + 2.0 * p.primes_timeout.as_secs_f64());
+        }
         let waves = f64::from((4 * p.workers.max(1)).max(p.clients));
         Duration::from_secs_f64(
             30.0 + 4.0 * (p.start_timeout.as_secs_f64() + p.stop_timeout.as_secs_f64())
@@ -128,13 +144,18 @@ impl CheckRunner {
     }
 }
 
-/// Runs one check in a `__check` child, with a hard deadline. Whatever happens, the answer is
-/// an outcome (an error one if the check could not run) and the isolation it reported.
-fn run_isolated(exe: &Path, req: &CheckRequest, deadline: Duration) -> (Outcome, String) {
+/// Runs the checks of one request in a `__check` child, with a hard deadline. Whatever
+/// happens, the answer is one outcome per check (error ones if the checks could not run) and
+/// the isolation it reported.
+fn run_isolated(exe: &Path, req: &CheckRequest, deadline: Duration) -> (Vec<Outcome>, String) {
     let began = Instant::now();
     let error = |why: String| {
+        let secs = began.elapsed().as_secs_f64();
         (
-            Outcome::error(req.id, why, began.elapsed().as_secs_f64()),
+            req.ids
+                .iter()
+                .map(|id| Outcome::error(*id, why.clone(), secs))
+                .collect(),
             String::new(),
         )
     };
@@ -183,11 +204,16 @@ fn run_isolated(exe: &Path, req: &CheckRequest, deadline: Duration) -> (Outcome,
     let status = child.wait();
     match serde_json::from_slice::<CheckReply>(&out) {
         Ok(CheckReply::Outcome {
-            mut outcome,
+            mut outcomes,
             isolation,
-        }) => {
-            outcome.sanitize();
-            (outcome, isolation)
+        }) if outcomes.len() == req.ids.len()
+            && outcomes.iter().zip(&req.ids).all(|(o, id)| o.id == *id) =>
+        {
+            outcomes.iter_mut().for_each(Outcome::sanitize);
+            (outcomes, isolation)
+        }
+        Ok(CheckReply::Outcome { .. }) => {
+            error("the check process answered for other checks than it was asked".into())
         }
         Ok(CheckReply::Error(e)) => error(e.to_string()),
         Err(_) => error(format!(
@@ -231,8 +257,8 @@ pub fn check_main() -> i32 {
                     .map_err(|e| IsolationError::Agent(e.to_string()))?,
             ),
         };
-        let outcome = checks::run_check(
-            req.id,
+        let outcomes = checks::run_checks(
+            &req.ids,
             launcher.as_ref(),
             &req.spec,
             &req.params,
@@ -240,7 +266,7 @@ pub fn check_main() -> i32 {
             Some(&exe),
         );
         Ok(CheckReply::Outcome {
-            outcome,
+            outcomes,
             isolation: launcher.isolation(),
         })
     })();
@@ -338,44 +364,47 @@ pub fn run_plans(
             finish(k, &mut progress, &mut results, on_event);
         }
     }
-    let todo: Vec<(usize, usize)> = plans
+    let todo: Vec<(usize, Vec<usize>)> = plans
         .iter()
         .enumerate()
-        .flat_map(|(k, p)| (0..p.checks.len()).map(move |i| (k, i)))
+        .flat_map(|(k, p)| p.units().into_iter().map(move |u| (k, u)))
         .collect();
     let (tx, rx) = mpsc::channel();
     let mut next = 0;
     let mut running = 0;
     while next < todo.len() || running > 0 {
         while running < check_runner.jobs && next < todo.len() {
-            let (k, i) = todo[next];
+            let (k, unit) = todo[next].clone();
             next += 1;
             start_plan(k, &mut progress, on_event);
-            let req = plans[k].request(plans[k].checks[i], &check_runner.backend);
+            let ids = unit.iter().map(|&i| plans[k].checks[i]).collect();
+            let req = plans[k].request(ids, &check_runner.backend);
             let (exe, tx, deadline) = (
                 check_runner.exe.clone(),
                 tx.clone(),
                 plans[k].hard_deadline(),
             );
             std::thread::spawn(move || {
-                let _ = tx.send((k, i, run_isolated(&exe, &req, deadline)));
+                let _ = tx.send((k, unit, run_isolated(&exe, &req, deadline)));
             });
             running += 1;
         }
-        let Ok((k, i, (outcome, isolation))) = rx.recv() else {
+        let Ok((k, unit, (outcomes, isolation))) = rx.recv() else {
             break;
         };
         running -= 1;
-        on_event(&Event::CheckFinished {
-            submission: plans[k].submission.clone(),
-            stage: plans[k].stage,
-            outcome: outcome.clone(),
-        });
-        progress[k].outcomes[i] = Some(outcome);
+        for (i, outcome) in unit.into_iter().zip(outcomes) {
+            on_event(&Event::CheckFinished {
+                submission: plans[k].submission.clone(),
+                stage: plans[k].stage,
+                outcome: outcome.clone(),
+            });
+            progress[k].outcomes[i] = Some(outcome);
+            progress[k].left -= 1;
+        }
         if !isolation.is_empty() && !progress[k].isolation.contains(&isolation) {
             progress[k].isolation.push(isolation);
         }
-        progress[k].left -= 1;
         if progress[k].left == 0 {
             finish(k, &mut progress, &mut results, on_event);
         }

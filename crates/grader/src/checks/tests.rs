@@ -22,6 +22,7 @@ fn params() -> CheckParams {
         clients: 8,
         start_timeout: Duration::from_secs(2),
         stop_timeout: Duration::from_secs(2),
+        ..CheckParams::default()
     }
 }
 

@@ -363,7 +363,7 @@ mod tests {
             lines.contains(&"bob pool: 0/11 checks passed, 11 could not be graded"),
             "{text}"
         );
-        assert!(lines.contains(&"  ERROR drain           0.12s"), "{text}");
+        assert!(lines.contains(&"  ERROR drain             0.12s"), "{text}");
         assert!(
             lines.contains(&format!("        {ERROR_HEADLINE}").as_str()),
             "{text}"

@@ -279,18 +279,19 @@ mod tests {
 
         assert_eq!(header, Gradebook::header());
         assert_eq!(
-            &header[..5],
+            &header[..6],
             [
                 "submission",
                 "stage_spawn",
                 "stage_pool",
+                "stage_primes",
                 "score",
                 "max_score"
             ]
         );
         assert_eq!(header.last().map(String::as_str), Some("error"));
         let checks: usize = Stage::ALL.iter().map(|s| s.checks().len()).sum();
-        assert_eq!(header.len(), 5 + checks + 1);
+        assert_eq!(header.len(), 1 + Stage::ALL.len() + 2 + checks + 1);
 
         let mut names: Vec<String> = submissions(&reports)
             .into_iter()
@@ -364,12 +365,13 @@ mod tests {
         let col = |name: &str| header.iter().position(|h| h == name).expect("column");
 
         // Pool: every check reads `error`, the stage 0; its 13 points (2.5 + 0.5 + 0 + 3 +
-        // 7 × 1) stay in max_score beside spawn's 10.
+        // 7 × 1) stay in max_score beside spawn's 10 and Exercise 1's 6 (enabled, though
+        // not in these reports).
         for id in Stage::Pool.checks() {
             assert_eq!(row[col(&format!("pool.{id}"))], "error", "pool.{id}");
         }
         assert_eq!(row[col("stage_pool")], "0");
-        assert_eq!(row[col("max_score")], "23");
+        assert_eq!(row[col("max_score")], "29");
         assert_eq!(
             row[col("error")],
             format!("pool (all 11 checks): the check could not be graded: {FAULT}")

@@ -358,6 +358,7 @@ fn stage_title(stage: Stage) -> &'static str {
     match stage {
         Stage::Spawn => "a new thread per request",
         Stage::Pool => "a thread pool",
+        Stage::Primes => "Exercise 1: primality tests in a process pool",
     }
 }
 
