@@ -8,6 +8,32 @@
 # code runs. Everything here runs in the student's process, so a hostile program can forge
 # it (SECURITY.md says so); the grader checks every verdict with its own primality test and
 # measures the workers' CPU time through /proc.
+def scrub_environ(name):
+    """Overwrites the variable's value in the process's original environment block, which
+    /proc/self/environ shows even after os.environ forgets it."""
+    import ctypes
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        start, end = int(fields[47]), int(fields[48])  # env_start, env_end (fields 50, 51)
+        with open("/proc/self/environ", "rb") as f:
+            block = f.read()
+        key = name.encode() + b"="
+        if block.startswith(key):
+            at = 0
+        else:
+            at = block.find(b"\0" + key) + 1
+            if at == 0:
+                return
+        value = at + len(key)
+        stop = block.find(b"\0", value)
+        length = (len(block) if stop < 0 else stop) - value
+        if start and start + value + length <= end:
+            ctypes.memset(start + value, ord("0"), length)
+    except (OSError, ValueError, IndexError):
+        pass
+
+
 def _poolgrade_observe():
     import array, ast, atexit, base64, json, mmap, os, random, re, runpy, struct, sys
     import threading, time, zlib
@@ -15,6 +41,7 @@ def _poolgrade_observe():
     import concurrent.futures as cf
 
     nonce = os.environ.pop("POOLGRADE_OBSERVE", "")
+    scrub_environ("POOLGRADE_OBSERVE")
     if len(sys.argv) < 2:
         sys.stderr.write("poolgrade: no program to run\n")
         sys.exit(2)
