@@ -150,7 +150,9 @@ enum Cmd {
     /// Grade one stage of one server command.
     #[command(after_help = AFTER_HELP)]
     Check {
-        /// The stage: spawn (a thread per request) or pool (a thread pool).
+        /// The stage: spawn (a thread per request), pool (a thread pool), or primes (Exercise
+        /// 1: `-- python3 primes_pool.py`, run with the rubric's PRIMES_COUNT and
+        /// PRIMES_WORKERS).
         #[arg(long)]
         stage: Stage,
         /// Pool size given to the server as TIMESERVER_WORKERS (at least 2) [default: 3, or

@@ -802,9 +802,11 @@ fn a_hostile_batch_through_compose_with_a_grader_killed_completes() {
     let mut errors = 0;
     for n in names {
         let want = expected_of(n);
+        // Every stage of the default rubric was graded (an Exercise 2 fixture fails
+        // Exercise 1's for want of primes_pool.py, which its expected verdicts leave out).
         assert_eq!(
             got.get(n).map(BTreeMap::len),
-            Some(want.len()),
+            Some(grader::outcome::Stage::ALL.len()),
             "{n}: stages"
         );
         for (stage, checks) in &want {

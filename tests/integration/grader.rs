@@ -347,7 +347,8 @@ fn corpus_result_files_parse_back_and_agree() {
     let got = verdicts(&graded.stdout);
     for (sub, stages) in &got {
         let dir = graded.out.path().join(sub);
-        // Gradescope: one test per check, score = number of passed checks (weights 1).
+        // Gradescope: one test per check, score = the weights of the passed checks (the
+        // default rubric's: 1, and 0 for the informational primes-speedup).
         let results: serde_json::Value =
             serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap();
         let tests = results["tests"].as_array().unwrap();
@@ -357,12 +358,15 @@ fn corpus_result_files_parse_back_and_agree() {
             .flat_map(|c| c.values())
             .filter(|v| *v == "pass")
             .count();
+        let rubric = grader::rubric::Rubric::default();
+        let points: f64 = stages
+            .values()
+            .flat_map(|c| c.iter())
+            .filter(|(_, v)| *v == "pass")
+            .map(|(id, _)| rubric.check_weight(id.parse().expect("a check id")))
+            .sum();
         assert_eq!(tests.len(), checks, "{sub}: Gradescope tests");
-        assert_eq!(
-            results["score"].as_f64().unwrap(),
-            passed as f64,
-            "{sub}: score"
-        );
+        assert_eq!(results["score"].as_f64().unwrap(), points, "{sub}: score");
         for t in tests {
             let status = t["status"].as_str().unwrap();
             assert!(status == "passed" || status == "failed");

@@ -91,6 +91,8 @@ def _poolgrade_observe():
                     while "\n" in self._line:
                         line, self._line = self._line.split("\n", 1)
                         times(line, t)
+                    if len(self._line) > 4096:
+                        self._line = self._line[-4096:]
             return self._inner.write(text)
 
         def __getattr__(self, name):
