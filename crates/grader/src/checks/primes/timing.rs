@@ -1,5 +1,6 @@
 //! `primes-timing`: the program prints a time, and that time is an interval it measured
-//! around its pool calls with nothing else inside: no printing, no drawing of the numbers.
+//! around its pool calls with nothing else inside: no printing, no drawing of the numbers,
+//! and the pool calls under way for most of it.
 //! The workers print nothing. A printed number is matched with the difference of two clock
 //! reads of the student's file (same clock, read before the print), within the printed
 //! rounding; the layer noted at each read how many writes, random draws and pool calls the
@@ -12,6 +13,11 @@ use crate::outcome::Outcome;
 /// Most clock reads before a print that are paired with each other.
 const READS_PER_PRINT: usize = 200;
 
+/// The pool calls must fill at least this share of a timed interval...
+const POOL_SHARE: f64 = 0.5;
+/// ...unless what is left is under this many seconds (an interval around one tiny call).
+const SLACK: f64 = 0.005;
+
 /// A printed time matched with an interval.
 #[derive(Debug, Clone)]
 struct Match {
@@ -21,12 +27,43 @@ struct Match {
     calls: u64,
     writes: u64,
     draws: u64,
+    /// The interval on the layer's monotonic clock, in seconds.
+    span: f64,
+    /// The wall time, in seconds, the pool calls took within the interval.
+    pooled: f64,
 }
 
 impl Match {
-    fn clean(&self) -> bool {
-        self.calls > 0 && self.writes == 0 && self.draws == 0
+    /// Whether the pool calls fill the interval (all of it but [`SLACK`], or [`POOL_SHARE`]).
+    fn filled(&self) -> bool {
+        self.pooled >= POOL_SHARE * self.span || self.span - self.pooled <= SLACK
     }
+
+    fn clean(&self) -> bool {
+        self.calls > 0 && self.writes == 0 && self.draws == 0 && self.filled()
+    }
+}
+
+/// The wall time within `[from, to]` (`CLOCK_MONOTONIC` seconds) during which some pool call
+/// was under way (from its submission to its last result).
+fn pooled(obs: &Observation, from: f64, to: f64) -> f64 {
+    let mut spans: Vec<(f64, f64)> = obs
+        .calls
+        .iter()
+        .map(|c| (c.t0.max(from), c.t1.unwrap_or(to).min(to)))
+        .filter(|(a, b)| b > a)
+        .collect();
+    spans.sort_by(|x, y| x.0.total_cmp(&y.0));
+    let mut total = 0.0;
+    let mut reach = f64::NEG_INFINITY;
+    for (a, b) in spans {
+        let a = a.max(reach);
+        if b > a {
+            total += b - a;
+            reach = b;
+        }
+    }
+    total
 }
 
 /// Every (printed time, interval) pair that agree.
@@ -53,6 +90,8 @@ fn matches(obs: &Observation) -> Vec<Match> {
                         calls: end.5 - start.5,
                         writes: end.3 - start.3,
                         draws: end.4 - start.4,
+                        span: end.0 - start.0,
+                        pooled: pooled(obs, start.0, end.0),
                     });
                 }
             }
@@ -138,6 +177,18 @@ pub(super) fn judge(b: &OutcomeBuilder, run: &Run) -> Outcome {
             ),
             "generate the numbers before starting the clock: time the pool work alone",
         )
+    } else if let Some(m) = with_pool.iter().find(|m| !m.filled()) {
+        (
+            format!(
+                "printed {} s ({:?}): of the {:.3} s it measured, its pool calls took {:.3} s; \
+                 the rest is other work",
+                m.printed,
+                m.line.trim(),
+                m.span,
+                m.pooled
+            ),
+            "start the clock just before the pool calls and stop it just after them",
+        )
     } else if let Some(m) = all.first() {
         (
             format!(
@@ -177,10 +228,23 @@ mod tests {
         Observation {
             clock: vec![
                 (1.0, "perf".into(), 10.0, 5, 100, 0),
-                (2.0, "perf".into(), 10.5, 5 + w, 100 + r, c),
+                (1.5, "perf".into(), 10.5, 5 + w, 100 + r, c),
             ],
             times: vec![(3.0, printed, rounding, format!("took {printed} s"))],
+            // The pool call under way for 0.4 s of the 0.5 s.
+            calls: vec![call(1.05, 1.45)],
             ..Observation::default()
+        }
+    }
+
+    fn call(t0: f64, t1: f64) -> super::super::observation::Call {
+        super::super::observation::Call {
+            kind: "sync".into(),
+            method: "map".into(),
+            pool: "Pool".into(),
+            t0,
+            t1: Some(t1),
+            verdicts: 10,
         }
     }
 
@@ -193,7 +257,7 @@ mod tests {
         assert!(matches(&observation((0, 0, 2), 0.49, 0.005)).is_empty());
         // A print before the second read cannot report it.
         let mut early = observation((0, 0, 2), 0.5, 0.005);
-        early.times[0].0 = 1.5;
+        early.times[0].0 = 1.4;
         assert!(matches(&early).is_empty());
         // Two clocks are never mixed.
         let mut mixed = observation((0, 0, 2), 0.5, 0.005);
@@ -211,5 +275,14 @@ mod tests {
         assert!(!drawing[0].clean());
         let no_pool = matches(&observation((0, 0, 0), 0.5, 0.005));
         assert!(!no_pool[0].clean());
+        // A pool call under way for 0.1 s of the 0.5 s: the interval times other work.
+        let mut other_work = observation((0, 0, 2), 0.5, 0.005);
+        other_work.calls = vec![call(1.35, 1.45)];
+        let m = matches(&other_work);
+        assert!((m[0].pooled - 0.1).abs() < 1e-9, "{m:?}");
+        assert!(!m[0].filled() && !m[0].clean());
+        // Two overlapping calls count their union once.
+        other_work.calls = vec![call(1.0, 1.3), call(1.2, 1.4)];
+        assert!((matches(&other_work)[0].pooled - 0.4).abs() < 1e-9);
     }
 }
