@@ -1,6 +1,6 @@
 //! Sharing a batch between several graders through a folder they all mount (Compose pairs,
 //! Kubernetes pods): each check of each stage of each submission is a unit that one grader
-//! claims, grades and files; a collector waits for every unit, puts each stage back
+//! claims, grades and files (Exercise 1's stage is one unit: its checks judge the same runs); a collector waits for every unit, puts each stage back
 //! together, and turns a unit whose grader died or froze into a check that could not be
 //! graded (0 of its weight), while the others go on. Units this small keep the graders
 //! evenly busy: a failing check that waits out its deadline holds one grader, not a stage.
@@ -17,7 +17,7 @@
 //!
 //! Every participant computes the same units from the same submissions and rubric
 //! ([`units`]): the submission folders in name order, each enabled stage, each check of the
-//! stage in catalogue order. A unit's file name is made of positions (`u0003-pool-05`),
+//! stage in catalogue order (or the whole stage, for Exercise 1). A unit's file name is made of positions (`u0003-pool-05`),
 //! never of a name a student chose.
 
 use std::fs;

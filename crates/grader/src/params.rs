@@ -108,25 +108,22 @@ fn de_positive_seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::E
 }
 
 fn de_count<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-    let n = i64::deserialize(d)?;
-    if (1..=i64::from(MAX_COUNT)).contains(&n) {
-        // The range check makes the conversion lossless.
-        Ok(n as u32)
-    } else {
-        Err(serde::de::Error::custom(format!(
-            "{n} is out of range: expected 1 to {MAX_COUNT}"
-        )))
-    }
+    count_up_to(d, MAX_COUNT)
 }
 
 fn de_primes_count<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    count_up_to(d, MAX_PRIMES_COUNT)
+}
+
+/// A whole number from 1 to `max`.
+fn count_up_to<'de, D: Deserializer<'de>>(d: D, max: u32) -> Result<u32, D::Error> {
     let n = i64::deserialize(d)?;
-    if (1..=i64::from(MAX_PRIMES_COUNT)).contains(&n) {
+    if (1..=i64::from(max)).contains(&n) {
         // The range check makes the conversion lossless.
         Ok(n as u32)
     } else {
         Err(serde::de::Error::custom(format!(
-            "{n} is out of range: expected 1 to {MAX_PRIMES_COUNT}"
+            "{n} is out of range: expected 1 to {max}"
         )))
     }
 }

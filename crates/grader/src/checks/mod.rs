@@ -94,10 +94,10 @@ pub fn run_check(
         | CheckId::PrimesCorrect
         | CheckId::PrimesTiming
         | CheckId::PrimesSpeedup => {
-            // Exercise 1's checks judge the same runs: see `run_checks`.
-            let mut all = primes::grade(launcher, base, p);
-            let at = all.iter().position(|o| o.id == id).unwrap_or(0);
-            all.swap_remove(at)
+            // Exercise 1's checks judge the same runs: they run together, in `run_checks`.
+            return run_checks(&[id], launcher, base, p, key, client_exe)
+                .pop()
+                .unwrap_or_else(|| Outcome::error(id, "the check did not run", 0.0));
         }
     };
     launcher.sweep_queues();
@@ -114,7 +114,7 @@ pub fn run_checks(
     key: i32,
     client_exe: Option<&Path>,
 ) -> Vec<Outcome> {
-    if ids.len() > 1 && ids.iter().all(|id| Stage::Primes.checks().contains(id)) {
+    if !ids.is_empty() && ids.iter().all(|id| Stage::Primes.checks().contains(id)) {
         let all = primes::grade(launcher, base, p);
         launcher.sweep_queues();
         return ids

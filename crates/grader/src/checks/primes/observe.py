@@ -227,9 +227,9 @@ def _poolgrade_observe():
         unrecognised(result)
         return 0
 
-    def start(kind, method, pool, items):
+    def start(kind, method, pool):
         call = {"kind": kind, "method": method, "pool": type(pool).__name__, "t0": mono(),
-                "t1": None, "items": items, "verdicts": 0}
+                "t1": None, "verdicts": 0}
         count["calls"] += 1
         if obs["cpu_first_call"] is None:
             obs["cpu_first_call"] = cpu()
@@ -240,7 +240,6 @@ def _poolgrade_observe():
     def finish(call, args, results):
         with lock:
             spent = cpu()
-            call["t1"] = mono()
             n = 0
             if args is None:
                 for r in results:
@@ -249,8 +248,10 @@ def _poolgrade_observe():
                 for a, r in zip(args, results):
                     n += take(a, r)
             call["verdicts"] += n
-            # The layer's own bookkeeping is no work of the student's main process.
+            # The layer's own bookkeeping is no work of the student's main process, but it
+            # lies inside the student's timed region: the call ends once it is done.
             obs["layer_cpu"] += cpu() - spent
+            call["t1"] = mono()
 
     def first(args):
         return args[0] if isinstance(args, (tuple, list)) and args else None
@@ -269,8 +270,8 @@ def _poolgrade_observe():
         def call(self, func, iterable, *args, **kwargs):
             if os.getpid() != main_pid or getattr(in_sync, "on", False):
                 return real[method](self, func, iterable, *args, **kwargs)
+            c = start("sync", method, self)
             items = list(iterable)
-            c = start("sync", method, self, len(items))
             in_sync.on = True
             try:
                 out = real[method](self, func, items, *args, **kwargs)
@@ -283,7 +284,7 @@ def _poolgrade_observe():
     def apply(self, func, args=(), kwds={}):
         if os.getpid() != main_pid or getattr(in_sync, "on", False):
             return real["apply"](self, func, args, kwds)
-        c = start("sync", "apply", self, 1)
+        c = start("sync", "apply", self)
         in_sync.on = True
         try:
             out = real["apply"](self, func, args, kwds)
@@ -296,8 +297,8 @@ def _poolgrade_observe():
         def call(self, func, iterable, chunksize=None, callback=None, error_callback=None):
             if os.getpid() != main_pid or getattr(in_sync, "on", False):
                 return real[method](self, func, iterable, chunksize, callback, error_callback)
+            c = start("async", method, self)
             items = list(iterable)
-            c = start("async", method, self, len(items))
             args = [first(i) for i in items] if starred else items
 
             def done(value):
@@ -310,7 +311,7 @@ def _poolgrade_observe():
     def apply_async(self, func, args=(), kwds={}, callback=None, error_callback=None):
         if os.getpid() != main_pid or getattr(in_sync, "on", False):
             return real["apply_async"](self, func, args, kwds, callback, error_callback)
-        c = start("async", "apply_async", self, 1)
+        c = start("async", "apply_async", self)
 
         def done(value):
             finish(c, [first(args)], [value])
@@ -322,8 +323,8 @@ def _poolgrade_observe():
         def call(self, func, iterable, chunksize=1):
             if os.getpid() != main_pid or getattr(in_sync, "on", False):
                 return real[method](self, func, iterable, chunksize)
+            c = start("sync", method, self)
             items = list(iterable)
-            c = start("sync", method, self, len(items))
             it = real[method](self, func, items, chunksize)
 
             def results():
@@ -358,21 +359,22 @@ def _poolgrade_observe():
         return exe_real["__init__"](self, max_workers, *args, **kwargs)
 
     def exe_submit(self, fn, /, *args, **kwargs):
+        if os.getpid() != main_pid or getattr(in_sync, "on", False):
+            return exe_real["submit"](self, fn, *args, **kwargs)
+        c = start("executor", "submit", self)
         future = exe_real["submit"](self, fn, *args, **kwargs)
-        if os.getpid() == main_pid and not getattr(in_sync, "on", False):
-            c = start("executor", "submit", self, 1)
 
-            def done(f):
-                if not f.cancelled() and f.exception() is None:
-                    finish(c, [first(args)], [f.result()])
-            future.add_done_callback(done)
+        def done(f):
+            if not f.cancelled() and f.exception() is None:
+                finish(c, [first(args)], [f.result()])
+        future.add_done_callback(done)
         return future
 
     def exe_map(self, fn, *iterables, timeout=None, chunksize=1):
         if os.getpid() != main_pid or len(iterables) != 1:
             return exe_real["map"](self, fn, *iterables, timeout=timeout, chunksize=chunksize)
+        c = start("executor", "map", self)
         items = list(iterables[0])
-        c = start("executor", "map", self, len(items))
         in_sync.on = True
         try:
             it = exe_real["map"](self, fn, items, timeout=timeout, chunksize=chunksize)

@@ -146,11 +146,12 @@ pub(super) fn judge(b: &OutcomeBuilder, run: &Run) -> Outcome {
             expected,
             format!(
                 "printed {} s ({:?}), an interval of {:.6} s the program measured around {} pool \
-                 call(s), with no printing or drawing inside",
+                 call(s), under way for {:.3} s of it, with no printing or drawing inside",
                 m.printed,
                 m.line.trim(),
                 m.measured,
-                m.calls
+                m.calls,
+                m.pooled
             ),
         );
     }
