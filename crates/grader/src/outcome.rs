@@ -400,7 +400,13 @@ impl Outcome {
         }
         if let Some(out) = &self.server_output {
             if !out.trim().is_empty() {
-                text.push_str("\nServer output (end), quoted:\n");
+                // Exercise 1 grades a program, not a server.
+                let whose = if Stage::Primes.checks().contains(&self.id) {
+                    "Program"
+                } else {
+                    "Server"
+                };
+                text.push_str(&format!("\n{whose} output (end), quoted:\n"));
                 text.push_str(&text::quote_output(out));
             }
         }
