@@ -108,10 +108,10 @@ def _poolgrade_observe():
             if exp:
                 decimals -= int(exp)
             scale = 1.0
-            if unit and unit.startswith("m"):
-                scale = 1e-3
-            elif unit and (unit.startswith("u") or unit.startswith("µ") or unit.startswith("mic")):
+            if unit and unit.startswith(("u", "µ", "micro")):
                 scale = 1e-6
+            elif unit and unit.startswith("m"):
+                scale = 1e-3
             obs["times"].append([t, value * scale, 0.5 * 10.0 ** -decimals * scale, line[:160]])
             if len(obs["times"]) > 256:
                 del obs["times"][0]
@@ -123,9 +123,13 @@ def _poolgrade_observe():
     def clock(name, real, scale):
         def read(*args):
             value = real(*args)
-            if os.getpid() == main_pid and len(obs["clock"]) < 4000 and ours(sys._getframe(1)):
-                obs["clock"].append([mono(), name, value * scale, count["writes"],
-                                     count["random"], count["calls"]])
+            if os.getpid() == main_pid and ours(sys._getframe(1)):
+                reads = obs["clock"]
+                if len(reads) >= 4000:
+                    # A clock read in a loop: keep the latest, where the printed times are.
+                    del reads[:1000]
+                reads.append([mono(), name, value * scale, count["writes"], count["random"],
+                              count["calls"]])
             return value
         read.__name__ = real.__name__
         read.__doc__ = real.__doc__
