@@ -66,6 +66,11 @@ fn pooled(obs: &Observation, from: f64, to: f64) -> f64 {
     total
 }
 
+/// A number of seconds as printed in feedback: at most nine decimals, without float noise.
+fn secs(x: f64) -> String {
+    format!("{}", (x * 1e9).round() / 1e9)
+}
+
 /// Every (printed time, interval) pair that agree.
 fn matches(obs: &Observation) -> Vec<Match> {
     let mut out = Vec::new();
@@ -147,7 +152,7 @@ pub(super) fn judge(b: &OutcomeBuilder, run: &Run) -> Outcome {
             format!(
                 "printed {} s ({:?}), an interval of {:.6} s the program measured around {} pool \
                  call(s), under way for {:.3} s of it, with no printing or drawing inside",
-                m.printed,
+                secs(m.printed),
                 m.line.trim(),
                 m.measured,
                 m.calls,
@@ -161,7 +166,7 @@ pub(super) fn judge(b: &OutcomeBuilder, run: &Run) -> Outcome {
             format!(
                 "printed {} s ({:?}): the interval it measured holds {} write(s) to the output \
                  besides the pool calls",
-                m.printed,
+                secs(m.printed),
                 m.line.trim(),
                 m.writes
             ),
@@ -172,7 +177,7 @@ pub(super) fn judge(b: &OutcomeBuilder, run: &Run) -> Outcome {
         (
             format!(
                 "printed {} s ({:?}): the interval it measured also draws {} random number(s)",
-                m.printed,
+                secs(m.printed),
                 m.line.trim(),
                 m.draws
             ),
@@ -183,7 +188,7 @@ pub(super) fn judge(b: &OutcomeBuilder, run: &Run) -> Outcome {
             format!(
                 "printed {} s ({:?}): of the {:.3} s it measured, its pool calls took {:.3} s; \
                  the rest is other work",
-                m.printed,
+                secs(m.printed),
                 m.line.trim(),
                 m.span,
                 m.pooled
@@ -194,7 +199,7 @@ pub(super) fn judge(b: &OutcomeBuilder, run: &Run) -> Outcome {
         (
             format!(
                 "printed {} s ({:?}): the interval it measured holds no pool call",
-                m.printed,
+                secs(m.printed),
                 m.line.trim()
             ),
             "time the pool calls: start the clock just before them and stop it just after",
@@ -204,7 +209,7 @@ pub(super) fn judge(b: &OutcomeBuilder, run: &Run) -> Outcome {
             .times
             .iter()
             .take(5)
-            .map(|t| format!("{} ({:?})", t.1, t.3.trim()))
+            .map(|t| format!("{} ({:?})", secs(t.1), t.3.trim()))
             .collect();
         (
             format!(
