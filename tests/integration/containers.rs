@@ -799,7 +799,10 @@ fn a_hostile_batch_through_compose_with_a_grader_killed_completes() {
     let events = std::fs::read_to_string(results.path().join("events.jsonl"))
         .unwrap_or_else(|e| panic!("no events.jsonl ({e}):\n{log}"));
     let got = verdicts_of(&events);
+    // What the killed grader held: one unit, that is one check, or Exercise 1's whole stage
+    // (its checks judge the same runs, so they are claimed together).
     let mut errors = 0;
+    let mut lost_units = std::collections::BTreeSet::new();
     for n in names {
         let want = expected_of(n);
         // Every stage of the default rubric was graded (an Exercise 2 fixture fails
@@ -814,6 +817,8 @@ fn a_hostile_batch_through_compose_with_a_grader_killed_completes() {
                 let actual = &got[n][stage][id];
                 if actual == "error" {
                     errors += 1;
+                    let unit = if stage == "primes" { "" } else { id.as_str() };
+                    lost_units.insert((n, stage.clone(), unit.to_owned()));
                     continue;
                 }
                 assert_eq!(
@@ -825,9 +830,17 @@ fn a_hostile_batch_through_compose_with_a_grader_killed_completes() {
             }
         }
     }
-    assert!(errors <= 1, "the killed grader cost {errors} checks");
-    eprintln!("{test}: the killed grading process cost {errors} check(s); the batch completed");
-    assert_eq!(code, Some(if errors == 1 { 2 } else { 1 }), "{log}");
+    assert!(
+        lost_units.len() <= 1,
+        "the killed grader cost {} units: {lost_units:?}",
+        lost_units.len()
+    );
+    eprintln!(
+        "{test}: the killed grading process cost {errors} check(s) in {} unit(s); the batch \
+         completed",
+        lost_units.len()
+    );
+    assert_eq!(code, Some(if errors > 0 { 2 } else { 1 }), "{log}");
     // The tamperer reached nothing: its output holds no trace of success.
     assert!(
         !events.contains("TAMPERED") && !events.contains("LEAKED"),
