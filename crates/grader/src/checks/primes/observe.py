@@ -323,6 +323,17 @@ def _poolgrade_observe():
                 callback(value)
         return real["apply_async"](self, func, args, kwds, done, error_callback)
 
+    def recorded(call, args, it):
+        """Yields what iterator `it` yields, and records it as `call`'s results once it is
+        used up or dropped (`args`: the inputs in the results' order, or None)."""
+        got = []
+        try:
+            for value in it:
+                got.append(value)
+                yield value
+        finally:
+            finish(call, args, got)
+
     def lazy_call(method):
         def call(self, func, iterable, chunksize=1):
             if os.getpid() != main_pid or getattr(in_sync, "on", False):
@@ -330,16 +341,7 @@ def _poolgrade_observe():
             c = start("sync", method, self)
             items = list(iterable)
             it = real[method](self, func, items, chunksize)
-
-            def results():
-                got = []
-                try:
-                    for value in it:
-                        got.append(value)
-                        yield value
-                finally:
-                    finish(c, items if method == "imap" else None, got)
-            return results()
+            return recorded(c, items if method == "imap" else None, it)
         return call
 
     Pool.__init__ = init
@@ -384,16 +386,7 @@ def _poolgrade_observe():
             it = exe_real["map"](self, fn, items, timeout=timeout, chunksize=chunksize)
         finally:
             in_sync.on = False
-
-        def results():
-            got = []
-            try:
-                for value in it:
-                    got.append(value)
-                    yield value
-            finally:
-                finish(c, items, got)
-        return results()
+        return recorded(c, items, it)
 
     Exe.__init__ = exe_init
     Exe.submit = exe_submit
