@@ -89,11 +89,19 @@ pub(crate) struct Observation {
     /// The in-range verdicts: base64 of zlib of little-endian u32 deltas of the sorted
     /// values `2n + verdict`.
     pub(crate) pairs: String,
+    /// `pairs`, decoded once by [`extract`]; `None` if they are broken.
+    #[serde(skip)]
+    pub(crate) decoded: Option<Vec<(u32, bool)>>,
 }
 
 impl Observation {
     /// The in-range verdicts (n, claimed prime), sorted by n; `None` if the data is broken.
-    pub fn verdicts(&self) -> Option<Vec<(u32, bool)>> {
+    pub fn verdicts(&self) -> Option<&[(u32, bool)]> {
+        self.decoded.as_deref()
+    }
+
+    /// Decodes [`Observation::pairs`].
+    fn decode_pairs(&self) -> Option<Vec<(u32, bool)>> {
         let bytes = inflate(&self.pairs)?;
         if bytes.len() % 4 != 0 {
             return None;
@@ -145,6 +153,10 @@ pub(crate) fn extract(output: &str, nonce: &str) -> (Result<Observation, String>
         ),
         Some(data) => inflate(&data)
             .and_then(|json| serde_json::from_slice::<Observation>(&json).ok())
+            .map(|mut obs| {
+                obs.decoded = obs.decode_pairs();
+                obs
+            })
             .ok_or_else(|| "the observation layer's record could not be read".to_owned()),
     };
     (obs, rest)
@@ -201,7 +213,7 @@ mod tests {
         assert_eq!(obs.cpu_exit, 0.5);
         assert_eq!(
             obs.verdicts().unwrap(),
-            vec![(1009, true), (1011, false), (1013, true)]
+            [(1009, true), (1011, false), (1013, true)]
         );
         assert_eq!(obs.working_calls("sync").count(), 1);
         assert_eq!(obs.pool_span(), Some(1.0));
