@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::support::{missing, missing_replies, serial_bound, tally};
+use super::support::{missing, missing_replies, serial_bound, serial_budget, tally};
 use super::OutcomeBuilder;
 use crate::outcome::{CheckId, Outcome};
 use crate::params::CheckParams;
@@ -34,13 +34,8 @@ pub(super) fn concurrency(
     let mut pids = Pids::new();
     // Thread counts for the timeline only: every 10 ms is enough to draw them.
     let sampler = ThreadSampler::start(running.sut.processes(), Duration::from_millis(10));
-    let (pending, got) = or_return!(r.burst_collect(
-        &expected,
-        &running,
-        &mut pids,
-        n,
-        Duration::from_secs_f64(n as f64 * d) + p.start_timeout
-    ));
+    let (pending, got) =
+        or_return!(r.burst_collect(&expected, &running, &mut pids, n, serial_budget(n, d, p)));
     // Served side by side: one wave of all n, one delay long.
     r.record(
         &pending,

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::support::{idle_baseline, missing, missing_replies, tally};
+use super::support::{idle_baseline, missing, missing_replies, serial_budget, tally};
 use super::OutcomeBuilder;
 use crate::outcome::{CheckId, Outcome};
 use crate::params::CheckParams;
@@ -32,13 +32,8 @@ pub(super) fn pool_reuse(
     let mut pids = Pids::new();
     let mut sets = Vec::new();
     for _ in 0..2 {
-        let (pending, got) = or_return!(r.burst_collect(
-            expected,
-            &running,
-            &mut pids,
-            n,
-            Duration::from_secs_f64(n as f64 * d) + p.start_timeout
-        ));
+        let (pending, got) =
+            or_return!(r.burst_collect(expected, &running, &mut pids, n, serial_budget(n, d, p)));
         r.record(
             &pending,
             &got,

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use super::support::{idle_baseline, missing, missing_replies, serial_bound, tally};
+use super::support::{idle_baseline, missing, missing_replies, serial_bound, serial_budget, tally};
 use super::OutcomeBuilder;
 use crate::outcome::{CheckId, Outcome};
 use crate::params::CheckParams;
@@ -40,13 +40,8 @@ pub(super) fn spawn(
     let mut last = Duration::ZERO;
     for _ in 0..2 {
         sampler.reset();
-        let (pending, got) = or_return!(r.burst_collect(
-            &expected,
-            &running,
-            &mut pids,
-            n,
-            Duration::from_secs_f64(n as f64 * d) + p.start_timeout
-        ));
+        let (pending, got) =
+            or_return!(r.burst_collect(&expected, &running, &mut pids, n, serial_budget(n, d, p)));
         sampler.wait_samples(2, Duration::from_secs(1));
         let seen = sampler.snapshot();
         // A thread per request: one wave of all n.

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::OutcomeBuilder;
 use crate::outcome::Outcome;
+use crate::params::CheckParams;
 use crate::probe::Got;
 use crate::procfs::ThreadSampler;
 use crate::sut::Exit;
@@ -81,6 +82,12 @@ pub(super) fn faulted(r: &OutcomeBuilder, got: &[Got]) -> Option<Outcome> {
 /// On a loaded machine parallel service takes about `d`, far under; serial takes `n * d`.
 pub(super) fn serial_bound(n: usize, d: f64) -> f64 {
     0.6 * n as f64 * d
+}
+
+/// How long to wait for the replies to a burst of `n` requests with work delay `d`
+/// (seconds): long enough for serial service (`n * d`), plus the start deadline as slack.
+pub(super) fn serial_budget(n: usize, d: f64, p: &CheckParams) -> Duration {
+    Duration::from_secs_f64(n as f64 * d) + p.start_timeout
 }
 
 /// How many waves `workers` workers need to serve `n` requests (at least one worker).
